@@ -1,0 +1,1 @@
+/* conf.c placeholder */ typedef int sp_conf_placeholder;
