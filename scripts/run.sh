@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Try secretproxy on this machine: install what is missing, build, start a
+# local Redis if none answers, create the key ring and a bootstrap admin key
+# on first run (kept in .secretproxy/, mode 0600), print how to use it, and
+# run the proxy in the foreground with conf/secretproxy.conf.
+#
+# Environment: SECRETPROXY_* overrides any config key as usual.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+. scripts/lib.sh
+
+bash scripts/deps.sh
+mkdir -p build
+echo "building (build/)..." >&2
+build_into "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+STATE=$ROOT/.secretproxy
+mkdir -p "$STATE"
+chmod 700 "$STATE"
+
+# Redis: use the configured one if it answers, else start a local one that
+# keeps its data in .secretproxy/redis (append-only file).
+REDIS_URL=${SECRETPROXY_REDIS_URL:-redis://127.0.0.1:6379/0}
+hostport=${REDIS_URL#redis://}; hostport=${hostport##*@}; hostport=${hostport%%/*}
+rhost=${hostport%:*}; rport=${hostport##*:}
+if ! redis-cli -h "$rhost" -p "$rport" ping >/dev/null 2>&1; then
+  if [[ "$REDIS_URL" != redis://127.0.0.1:* && "$REDIS_URL" != redis://localhost:* ]]; then
+    echo "run.sh: Redis at $REDIS_URL does not answer" >&2; exit 1
+  fi
+  mkdir -p "$STATE/redis"
+  echo "starting a local redis-server on port $rport (data in .secretproxy/redis)" >&2
+  redis-server --port "$rport" --bind 127.0.0.1 --dir "$STATE/redis" --appendonly yes \
+    --save "" --daemonize yes --logfile "$STATE/redis/redis.log" --pidfile "$STATE/redis/redis.pid"
+  for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+fi
+
+# The bootstrap admin key: generated once, never printed again by the proxy.
+if [ ! -s "$STATE/bootstrap.key" ]; then
+  (umask 077; head -c 32 /dev/urandom | base64 | tr -d '=+/\n' > "$STATE/bootstrap.key")
+fi
+export SECRETPROXY_API_BOOTSTRAP_KEY=${SECRETPROXY_API_BOOTSTRAP_KEY:-$(cat "$STATE/bootstrap.key")}
+export SECRETPROXY_REDIS_URL=$REDIS_URL
+
+PROXY=${SECRETPROXY_PROXY_LISTEN:-127.0.0.1:8080}
+API=${SECRETPROXY_API_LISTEN:-127.0.0.1:8081}
+cat <<EOT
+
+secretproxy is starting (Ctrl-C stops it).
+  proxy:     http://$PROXY      API: http://$API
+  key ring:  .secretproxy/keyring.json (0600)
+  admin key: .secretproxy/bootstrap.key (workspace "default", every permission)
+
+Use it:
+  export SECRETPROXY_API_URL=http://$API
+  export SECRETPROXY_API_KEY=\$(cat .secretproxy/bootstrap.key)
+  export HTTP_PROXY=http://x:\$SECRETPROXY_API_KEY@$PROXY
+  (see README.md, "First request", once the API and proxy listeners are in)
+
+EOT
+exec "$ROOT/build/secretproxy" -c conf/secretproxy.conf
