@@ -490,6 +490,7 @@ void sp_store_free(struct sp_store *s)
     if (!s)
         return;
     s->freeing = 1;
+    sp_store_rotation_abort(s);
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;

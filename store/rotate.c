@@ -27,7 +27,7 @@
 #define LOCK_TTL_MS 10000
 #define MAX_PASSES 10
 
-struct rot {
+struct sp_rot {
     struct sp_store *s;
     sp_store_rotation_fn cb;
     void *arg;
@@ -45,14 +45,16 @@ struct rot {
     int grace_done;
 };
 
-static void step_lock(struct rot *r);
-static void step_state(struct rot *r);
-static void step_workspaces(struct rot *r);
-static void step_batch(struct rot *r);
-static void finish(struct rot *r, const struct sp_err *err);
+static void step_lock(struct sp_rot *r);
+static void step_state(struct sp_rot *r);
+static void step_workspaces(struct sp_rot *r);
+static void step_batch(struct sp_rot *r);
+static void finish(struct sp_rot *r, const struct sp_err *err);
 
-static void rot_free(struct rot *r)
+static void rot_free(struct sp_rot *r)
 {
+    if (r->s->rotation == r)
+        r->s->rotation = NULL;
     for (size_t i = 0; i < r->nws; i++)
         free(r->ws[i]);
     free(r->ws);
@@ -63,7 +65,7 @@ static void rot_free(struct rot *r)
     free(r);
 }
 
-static int cmd(struct rot *r, sp_store_reply_fn cb, int argc, const char **argv)
+static int cmd(struct sp_rot *r, sp_store_reply_fn cb, int argc, const char **argv)
 {
     size_t lens[16];
     struct sp_err err;
@@ -95,7 +97,7 @@ static void on_ignore(struct redisReply *rep, const struct sp_err *err, void *ar
 
 static void on_renew_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     char ttl[16];
     const char *argv[3] = {"sp:rotation:lock", r->lock, ttl};
     size_t lens[3];
@@ -107,7 +109,7 @@ static void on_renew_timer(evutil_socket_t fd, short what, void *arg)
         sp_log(SP_LOG_WARN, NULL, "rotation lock not renewed: store unavailable");
 }
 
-static void finish(struct rot *r, const struct sp_err *err)
+static void finish(struct sp_rot *r, const struct sp_err *err)
 {
     if (r->lock[0]) {
         const char *argv[2] = {"sp:rotation:lock", r->lock};
@@ -125,7 +127,7 @@ static void finish(struct rot *r, const struct sp_err *err)
 
 static void on_lock_owner(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     char host[100] = "";
     struct sp_err e;
     long pid;
@@ -166,7 +168,7 @@ static void on_lock_owner(struct redisReply *rep, const struct sp_err *err, void
 
 static void on_lock(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     const char *argv[2] = {"GET", "sp:rotation:lock"};
 
     if (err) {
@@ -180,7 +182,7 @@ static void on_lock(struct redisReply *rep, const struct sp_err *err, void *arg)
     cmd(r, on_lock_owner, 2, argv);
 }
 
-static void step_lock(struct rot *r)
+static void step_lock(struct sp_rot *r)
 {
     char host[100] = "", nonce[24];
     char ttl[16];
@@ -209,7 +211,7 @@ static const char *field(const redisReply *h, const char *name)
 
 static void on_state_saved(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     struct sp_err e;
     int v;
 
@@ -228,7 +230,7 @@ static void on_state_saved(struct redisReply *rep, const struct sp_err *err, voi
     step_workspaces(r);
 }
 
-static void save_state(struct rot *r, int fresh)
+static void save_state(struct sp_rot *r, int fresh)
 {
     char target[16], started[24];
     const char *argv[16] = {"HSET",   "sp:rotation", "running",    "1",
@@ -247,7 +249,7 @@ static void save_state(struct rot *r, int fresh)
 
 static void on_state(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     const char *running, *v;
     struct sp_err e;
     int64_t last;
@@ -296,7 +298,7 @@ static void on_state(struct redisReply *rep, const struct sp_err *err, void *arg
     save_state(r, 1);
 }
 
-static void step_state(struct rot *r)
+static void step_state(struct sp_rot *r)
 {
     const char *argv[2] = {"HGETALL", "sp:rotation"};
 
@@ -318,7 +320,7 @@ static int cmp_str(const void *a, const void *b)
 
 static void on_saved_ws(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
 
     if (err) {
         finish(r, err);
@@ -335,7 +337,7 @@ static void on_saved_ws(struct redisReply *rep, const struct sp_err *err, void *
 
 static void on_workspaces(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     struct sp_err e;
     const char *argv[3] = {"HGET", "sp:rotation", "ws"};
 
@@ -363,7 +365,7 @@ static void on_workspaces(struct redisReply *rep, const struct sp_err *err, void
     cmd(r, on_saved_ws, 3, argv);
 }
 
-static void step_workspaces(struct rot *r)
+static void step_workspaces(struct sp_rot *r)
 {
     const char *argv[2] = {"SMEMBERS", "sp:workspaces"};
 
@@ -401,7 +403,7 @@ static struct sp_script script_cas = {
     "return n\n",
     ""};
 
-static void next_workspace(struct rot *r)
+static void next_workspace(struct sp_rot *r)
 {
     r->wsi++;
     r->cursor[0] = '\0';
@@ -410,7 +412,7 @@ static void next_workspace(struct rot *r)
 
 static void on_progress(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
 
     if (err) {
         finish(r, err);
@@ -419,7 +421,7 @@ static void on_progress(struct redisReply *rep, const struct sp_err *err, void *
     step_batch(r);
 }
 
-static void save_progress(struct rot *r)
+static void save_progress(struct sp_rot *r)
 {
     char re[24], pass[8];
     const char *argv[10] = {"HSET",    "sp:rotation", "ws", r->ws[r->wsi], "cursor",
@@ -432,7 +434,7 @@ static void save_progress(struct rot *r)
 
 static void on_cas(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
 
     if (err) {
         finish(r, err);
@@ -444,7 +446,7 @@ static void on_cas(struct redisReply *rep, const struct sp_err *err, void *arg)
 }
 
 /* Re-encrypt one stored value for (ws, member) into out. */
-static int reencrypt(struct rot *r, const char *ws, const char *member, size_t mlen,
+static int reencrypt(struct sp_rot *r, const char *ws, const char *member, size_t mlen,
                      const redisReply *v, struct sp_buf *out, struct sp_err *err)
 {
     char scope[200], aad[512];
@@ -468,7 +470,7 @@ static int reencrypt(struct rot *r, const char *ws, const char *member, size_t m
 
 static void on_batch(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
     const char *ws = r->ws[r->wsi];
     char prefix[160], (*keys)[600] = NULL;
     struct sp_buf *enc = NULL;
@@ -543,7 +545,7 @@ fail:
 
 static void on_finished(struct redisReply *rep, const struct sp_err *err, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
 
     if (err) {
         finish(r, err);
@@ -556,7 +558,7 @@ static void on_finished(struct redisReply *rep, const struct sp_err *err, void *
 
 static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
-    struct rot *r = arg;
+    struct sp_rot *r = arg;
 
     r->old_in_pass = 0;
     r->wsi = 0;
@@ -566,7 +568,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     step_batch(r);
 }
 
-static void end_pass(struct rot *r)
+static void end_pass(struct sp_rot *r)
 {
     char now[24], re[24];
     const char *argv[10] = {"HSET", "sp:rotation",   "running", "0",           "finished_at",
@@ -611,7 +613,7 @@ static void end_pass(struct rot *r)
     cmd(r, on_finished, 10, argv);
 }
 
-static void step_batch(struct rot *r)
+static void step_batch(struct sp_rot *r)
 {
     char prefix[160], idx[180], spfx[180], min[610], lim[16];
     const char *argv[4];
@@ -642,10 +644,12 @@ static void step_batch(struct rot *r)
 static int rot_begin(struct sp_store *s, int start, int64_t interval, sp_store_rotation_fn cb,
                      void *arg, struct sp_err *err)
 {
-    struct rot *r;
+    struct sp_rot *r;
 
     if (sp_store_state(s) != SP_STORE_READY)
         return sp_err_set(err, SP_E_STORE_UNAVAILABLE, "store unavailable");
+    if (s->rotation)
+        return sp_err_set(err, SP_E_CONFLICT, "A key rotation is already running");
     if (!(r = calloc(1, sizeof(*r))))
         return sp_err_set(err, SP_E_INTERNAL, "out of memory");
     r->s = s;
@@ -653,8 +657,20 @@ static int rot_begin(struct sp_store *s, int start, int64_t interval, sp_store_r
     r->arg = arg;
     r->start = start;
     r->interval_ms = interval;
+    s->rotation = r;
     step_lock(r);
     return 0;
+}
+
+void sp_store_rotation_abort(struct sp_store *s)
+{
+    struct sp_err err;
+
+    if (!s->rotation)
+        return;
+    /* Progress is in Redis: the next start resumes from there. */
+    sp_err_set(&err, SP_E_STORE_UNAVAILABLE, "rotation interrupted: shutting down");
+    finish(s->rotation, &err);
 }
 
 int sp_store_rotation_start(struct sp_store *s, sp_store_rotation_fn cb, void *arg,

@@ -30,6 +30,7 @@ struct sp_store {
 
     struct sp_cmd *pending; /* commands awaiting a reply (list) */
     uint64_t connects, roundtrips;
+    struct sp_rot *rotation; /* the rotation this store runs, if any */
     void (*on_ready)(void *arg);
     void *on_ready_arg;
     int freeing;
@@ -50,6 +51,9 @@ struct sp_script {
 SP_MUSTCHECK int sp_store_script(struct sp_store *s, struct sp_script *sc, int nkeys, int argc,
                                  const char **argv, const size_t *argvlen, sp_store_reply_fn cb,
                                  void *arg, struct sp_err *err);
+
+/* Stop the store's running rotation (its callback gets an error). */
+void sp_store_rotation_abort(struct sp_store *s);
 
 /* Send a command whose reply nobody needs; failures are only logged. */
 void sp_store_fire(struct sp_store *s, int argc, const char **argv, const size_t *argvlen);
