@@ -48,6 +48,12 @@ static struct api_route routes[] = {
      -1},
     {EVHTTP_REQ_DELETE, "/v1/keys/{}", SP_PERM_KEYS_ADMIN, "key.delete", NULL, "workspace",
      api_key_delete, -1},
+    {EVHTTP_REQ_POST, "/v1/groups", SP_PERM_KEYS_ADMIN, "group.create", "id name description",
+     "workspace", api_group_create, -1},
+    {EVHTTP_REQ_GET, "/v1/groups", SP_PERM_KEYS_ADMIN, "group.list", NULL, "workspace",
+     api_group_list, -1},
+    {EVHTTP_REQ_DELETE, "/v1/groups/{}", SP_PERM_KEYS_ADMIN, "group.delete", NULL, "workspace",
+     api_group_delete, -1},
     {EVHTTP_REQ_POST, "/v1/keyring/rotate", SP_PERM_ROOT, "keyring.rotate", "", "",
      api_keyring_rotate, -1},
     {EVHTTP_REQ_GET, "/v1/keyring", SP_PERM_ROOT, "keyring.status", NULL, "", api_keyring_status,
@@ -283,7 +289,13 @@ static void health(struct api_req *ar, const char *which)
         struct sp_err err;
         sp_metrics_set_gauge("redis_up", sp_store_state(ar->api->store) == SP_STORE_READY);
         sp_metrics_set_gauge("keyring_version", sp_keyring_current(ar->api->kr));
-        sp_metrics_set_gauge("rotation_running", ar->api->rotating);
+        {
+            struct sp_rotation_status st;
+            int running = sp_store_rotation_progress(ar->api->store, &st);
+            sp_metrics_set_gauge("rotation_running", running);
+            sp_metrics_set_gauge("rotation_reencrypted", running ? (int64_t)st.reencrypted : 0);
+            sp_metrics_set_gauge("rotation_target_version", running ? st.target_version : 0);
+        }
         if (sp_metrics_render(&b, &err) < 0) {
             api_fail(ar, &err);
         } else {

@@ -94,6 +94,9 @@ void api_secret_complete(struct api_req *ar);
 void api_key_create(struct api_req *ar);
 void api_key_list(struct api_req *ar);
 void api_key_delete(struct api_req *ar);
+void api_group_create(struct api_req *ar);
+void api_group_list(struct api_req *ar);
+void api_group_delete(struct api_req *ar);
 void api_keyring_rotate(struct api_req *ar);
 void api_keyring_status(struct api_req *ar);
 

@@ -172,6 +172,111 @@ void api_key_delete(struct api_req *ar)
         api_fail(ar, &err);
 }
 
+/* ---- groups ---- */
+
+static void on_group_created(const struct sp_err *err, void *arg)
+{
+    struct api_req *ar = arg;
+    struct sp_group g;
+    struct sp_buf b;
+    struct sp_err e;
+
+    if (err) {
+        api_fail(ar, err);
+        return;
+    }
+    memset(&g, 0, sizeof(g));
+    snprintf(g.id, sizeof(g.id), "%s", json_string_value(json_object_get(ar->body, "id")));
+    snprintf(g.name, sizeof(g.name), "%s",
+             json_string_value(json_object_get(ar->body, "name"))
+                 ? json_string_value(json_object_get(ar->body, "name"))
+                 : g.id);
+    snprintf(g.description, sizeof(g.description), "%s",
+             json_string_value(json_object_get(ar->body, "description"))
+                 ? json_string_value(json_object_get(ar->body, "description"))
+                 : "");
+    g.created_at = sp_now_ms();
+    sp_buf_init(&b, 0, 0);
+    if (sp_buf_addstr(&b, "{\"group\":", &e) < 0 || sp_group_json(&g, &b, &e) < 0 ||
+        sp_buf_addstr(&b, "}\n", &e) < 0) {
+        sp_buf_free(&b);
+        api_fail(ar, &e);
+        return;
+    }
+    api_reply(ar, 201, &b);
+    sp_buf_free(&b);
+}
+
+void api_group_create(struct api_req *ar)
+{
+    json_t *id = json_object_get(ar->body, "id"), *name = json_object_get(ar->body, "name");
+    json_t *desc = json_object_get(ar->body, "description");
+    struct sp_group g;
+    struct sp_err err;
+
+    if (!json_is_string(id) || !sp_valid_name(json_string_value(id), json_string_length(id))) {
+        api_fail_code(ar, SP_E_BAD_REQUEST, "'id' is required: [A-Za-z0-9_-]{1,128}");
+        return;
+    }
+    if ((name && (!json_is_string(name) || !key_name_ok(json_string_value(name)))) ||
+        (desc && (!json_is_string(desc) || json_string_length(desc) > 1024))) {
+        api_fail_code(ar, SP_E_BAD_REQUEST,
+                      "'name' is 1 to 128 printable characters, 'description' at most 1024 bytes");
+        return;
+    }
+    memset(&g, 0, sizeof(g));
+    snprintf(g.id, sizeof(g.id), "%s", json_string_value(id));
+    snprintf(g.name, sizeof(g.name), "%s", name ? json_string_value(name) : g.id);
+    snprintf(g.description, sizeof(g.description), "%s", desc ? json_string_value(desc) : "");
+    snprintf(ar->audit_target, sizeof(ar->audit_target), "%.60s", g.id);
+    if (sp_store_group_create(ar->api->store, ar->ws, &g, on_group_created, ar, &err) < 0)
+        api_fail(ar, &err);
+}
+
+static void on_group_list(const struct sp_group *groups, size_t count, const struct sp_err *err,
+                          void *arg)
+{
+    struct api_req *ar = arg;
+    struct sp_buf b;
+    struct sp_err e;
+
+    if (err) {
+        api_fail(ar, err);
+        return;
+    }
+    sp_buf_init(&b, 0, 0);
+    if (sp_buf_addstr(&b, "{\"groups\":[", &e) < 0)
+        goto fail;
+    for (size_t i = 0; i < count; i++)
+        if ((i && sp_buf_addstr(&b, ",", &e) < 0) || sp_group_json(&groups[i], &b, &e) < 0)
+            goto fail;
+    if (sp_buf_addstr(&b, "]}\n", &e) < 0)
+        goto fail;
+    api_reply(ar, 200, &b);
+    sp_buf_free(&b);
+    return;
+fail:
+    sp_buf_free(&b);
+    api_fail(ar, &e);
+}
+
+void api_group_list(struct api_req *ar)
+{
+    struct sp_err err;
+
+    if (sp_store_group_list(ar->api->store, ar->ws, on_group_list, ar, &err) < 0)
+        api_fail(ar, &err);
+}
+
+void api_group_delete(struct api_req *ar)
+{
+    struct sp_err err;
+
+    snprintf(ar->audit_target, sizeof(ar->audit_target), "%.60s", ar->arg);
+    if (sp_store_group_delete(ar->api->store, ar->ws, ar->arg, on_key_deleted, ar, &err) < 0)
+        api_fail(ar, &err);
+}
+
 /* ---- key ring ---- */
 
 static int rotation_json(struct sp_buf *b, const struct sp_rotation_status *st, struct sp_err *err)

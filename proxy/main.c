@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "metrics.h"
 #include "conf.h"
 #include "keyring.h"
 #include "sp.h"
@@ -281,6 +282,7 @@ static int run(struct app *a)
         return 1;
     }
     sp_store_set_bootstrap(a->conf->api_bootstrap_key.s);
+    sp_store_set_latency_hook(sp_metrics_store_latency);
     a->base = event_base_new();
     if (!a->base)
         goto fail;

@@ -119,9 +119,11 @@ static int render_hist(struct sp_buf *out, const char *name, const char *labels,
                           *labels ? "," : "", le, (unsigned long long)cum) < 0)
             return -1;
     }
-    return sp_buf_printf(out, err, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
-                         (double)atomic_load(&h->sum_us) / 1e6, name, labels,
-                         (unsigned long long)atomic_load(&h->count));
+    /* No labels: no braces (Prometheus accepts both, many parsers only one). */
+    return sp_buf_printf(out, err, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name,
+                         *labels ? "{" : "", labels, *labels ? "}" : "",
+                         (double)atomic_load(&h->sum_us) / 1e6, name, *labels ? "{" : "", labels,
+                         *labels ? "}" : "", (unsigned long long)atomic_load(&h->count));
 }
 
 int sp_metrics_render(struct sp_buf *out, struct sp_err *err)

@@ -175,11 +175,15 @@ static void on_key_created(struct redisReply *r, const struct sp_err *err, void 
     key_op_free(o);
 }
 
-/* KEYS[1] key hash, KEYS[2] key set; ARGV[1] id, then field/value pairs. */
+/* KEYS[1] key hash, KEYS[2] key set, KEYS[3] group prefix "sp:{ws}:g:";
+ * ARGV[1] id, ARGV[2] group ('' = none), then field/value pairs. */
 static struct sp_script script_key_create = {
     "key_create",
+    "if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[3] .. ARGV[2]) == 0 then\n"
+    "  return redis.error_reply('SPERR bad_request Group \\'' .. ARGV[2] .. '\\' does not exist')\n"
+    "end\n"
     "redis.call('DEL', KEYS[1])\n"
-    "for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
     "redis.call('SADD', KEYS[2], ARGV[1])\n"
     "return 1\n",
     ""};
@@ -188,6 +192,7 @@ int sp_store_key_create(struct sp_store *s, const struct sp_key *tmpl, const cha
                         sp_store_key_fn cb, void *arg, struct sp_err *err)
 {
     char prefix[160], key[220], set[180], perms[16], created[24], hash64[48], secret[64];
+    char gprefix[180];
     const char *argv[32];
     size_t lens[32];
     int n = 0;
@@ -224,13 +229,16 @@ int sp_store_key_create(struct sp_store *s, const struct sp_key *tmpl, const cha
     sp_base64_encode(hash64, o->tok.hash, 32);
     snprintf(key, sizeof(key), "%sk:%s", prefix, o->key.id);
     snprintf(set, sizeof(set), "%skeys", prefix);
+    snprintf(gprefix, sizeof(gprefix), "%sg:", prefix);
     snprintf(perms, sizeof(perms), "%u", o->key.perms & SP_PERM_ALL);
     snprintf(created, sizeof(created), "%lld", (long long)o->key.created_at);
 #define PAIR(f, v)                                                                                 \
     (argv[n] = (f), lens[n] = strlen(f), n++, argv[n] = (v), lens[n] = strlen(v), n++)
     argv[n] = key, lens[n] = strlen(key), n++;
     argv[n] = set, lens[n] = strlen(set), n++;
+    argv[n] = gprefix, lens[n] = strlen(gprefix), n++;
     argv[n] = o->key.id, lens[n] = strlen(o->key.id), n++;
+    argv[n] = o->key.group, lens[n] = strlen(o->key.group), n++;
     PAIR("id", o->key.id);
     PAIR("ws", o->key.workspace);
     PAIR("name", o->key.name);
@@ -243,7 +251,7 @@ int sp_store_key_create(struct sp_store *s, const struct sp_key *tmpl, const cha
     PAIR("function", o->key.function);
     PAIR("created_at", created);
 #undef PAIR
-    if (sp_store_script(s, &script_key_create, 2, n, argv, lens, on_key_created, o, err) < 0)
+    if (sp_store_script(s, &script_key_create, 3, n, argv, lens, on_key_created, o, err) < 0)
         goto fail;
     {
         const char *sa[3] = {"SADD", "sp:workspaces", tmpl->workspace};
@@ -419,8 +427,9 @@ int sp_store_key_delete(struct sp_store *s, const char *ws, const char *id, sp_s
 /*
  * KEYS[1] the workspace prefix "sp:{ws}:" (declared so a cluster client
  * routes the script; every key built from it shares the slot).
- * ARGV: key id ('' = none), key-scope id, group, function, user, then
- * (kind, text) pairs: kind 'n' + secret name, or 't' + sha256 hex of token.
+ * ARGV: key id ('' = none), key-scope id, group, function, user (each ''
+ * = take it from the key's own binding), then (kind, text) pairs: kind 'n'
+ * + secret name, or 't' + sha256 hex of token.
  * Returns {key hash fields, {status, secret fields, token user}...}.
  */
 static struct sp_script script_resolve = {
@@ -429,11 +438,16 @@ static struct sp_script script_resolve = {
     "local out = {}\n"
     "if ARGV[1] ~= '' then out[1] = redis.call('HGETALL', p .. 'k:' .. ARGV[1])\n"
     "else out[1] = {} end\n"
+    "local key = {}\n"
+    "for j = 1, #out[1], 2 do key[out[1][j]] = out[1][j + 1] end\n"
+    "local function pick(a, k) if a ~= '' then return a end return key[k] or '' end\n"
+    "local kid, grp = pick(ARGV[2], 'id'), pick(ARGV[3], 'group')\n"
+    "local fn, usr = pick(ARGV[4], 'function'), pick(ARGV[5], 'user')\n"
     "local scopes = {}\n"
-    "if ARGV[2] ~= '' then scopes[#scopes + 1] = 'key:' .. ARGV[2] end\n"
-    "if ARGV[3] ~= '' then scopes[#scopes + 1] = 'group:' .. ARGV[3] end\n"
-    "if ARGV[4] ~= '' then scopes[#scopes + 1] = 'function:' .. ARGV[4] end\n"
-    "if ARGV[5] ~= '' then scopes[#scopes + 1] = 'user:' .. ARGV[5] end\n"
+    "if kid ~= '' then scopes[#scopes + 1] = 'key:' .. kid end\n"
+    "if grp ~= '' then scopes[#scopes + 1] = 'group:' .. grp end\n"
+    "if fn ~= '' then scopes[#scopes + 1] = 'function:' .. fn end\n"
+    "if usr ~= '' then scopes[#scopes + 1] = 'user:' .. usr end\n"
     "scopes[#scopes + 1] = 'workspace'\n"
     "for i = 6, #ARGV, 2 do\n"
     "  local r = {'secret_not_found'}\n"
@@ -546,6 +560,10 @@ static void on_resolve(struct redisReply *r, const struct sp_err *err, void *arg
             goto done;
         }
         kp = &key;
+        /* Tokens bound to a user check the effective user: asserted, or
+         * else the key's own binding. */
+        if (!o->user[0])
+            snprintf(o->user, sizeof(o->user), "%s", key.user);
     }
     res = calloc(o->count + 1, sizeof(*res));
     if (!res) {

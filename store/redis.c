@@ -13,8 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void (*latency_hook)(int64_t us);
+
+void sp_store_set_latency_hook(void (*fn)(int64_t us))
+{
+    latency_hook = fn;
+}
+
 struct sp_cmd {
     struct sp_store *s;
+    int64_t sent_us;
     sp_store_reply_fn cb;
     void *arg;
     struct event *timer;
@@ -97,6 +105,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct sp_err err;
 
     cmd_unlink(c);
+    if (reply && latency_hook)
+        latency_hook(sp_mono_us() - c->sent_us);
     if (c->done) {
         cmd_free(c);
         return;
@@ -142,6 +152,7 @@ static int send_argv(struct sp_store *s, int handshake, sp_store_reply_fn cb, vo
     c->cb = cb;
     c->arg = arg;
     c->handshake = handshake;
+    c->sent_us = sp_mono_us();
     c->timer = evtimer_new(s->base, on_cmd_timeout, c);
     if (!c->timer) {
         free(c);

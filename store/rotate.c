@@ -662,6 +662,14 @@ static int rot_begin(struct sp_store *s, int start, int64_t interval, sp_store_r
     return 0;
 }
 
+int sp_store_rotation_progress(const struct sp_store *s, struct sp_rotation_status *out)
+{
+    if (!s->rotation)
+        return 0;
+    *out = s->rotation->st;
+    return 1;
+}
+
 void sp_store_rotation_abort(struct sp_store *s)
 {
     struct sp_err err;

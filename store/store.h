@@ -40,6 +40,7 @@
 struct event_base;
 struct redisReply;
 struct sp_keyring;
+struct sp_rotation_status;
 struct sp_store;
 
 /* ---- connection ---- */
@@ -78,6 +79,11 @@ enum sp_store_state sp_store_state(const struct sp_store *s);
  * as ensuring the bootstrap key). One hook per store; fn may issue
  * commands. */
 void sp_store_on_ready(struct sp_store *s, void (*fn)(void *arg), void *arg);
+/* Observe every command's round-trip time (metrics). Process-wide; set
+ * once at start, before threads. */
+void sp_store_set_latency_hook(void (*fn)(int64_t us));
+/* Progress of the rotation this store runs now; 0 if it runs none. */
+int sp_store_rotation_progress(const struct sp_store *s, struct sp_rotation_status *out);
 /* Take new timeouts from a reloaded config (redis.url changes need a restart). */
 void sp_store_reconfigure(struct sp_store *s, const struct sp_conf *conf);
 /* Monotonic count of connections established, and of command round trips
@@ -288,6 +294,26 @@ SP_MUSTCHECK int sp_store_key_list(struct sp_store *s, const char *ws, sp_store_
                                    void *arg, struct sp_err *err);
 SP_MUSTCHECK int sp_store_key_delete(struct sp_store *s, const char *ws, const char *id,
                                      sp_store_done_fn cb, void *arg, struct sp_err *err);
+
+/* ---- groups ---- */
+
+struct sp_group {
+    char id[129];
+    char name[129];
+    char description[1025];
+    int64_t created_at;
+};
+SP_MUSTCHECK int sp_group_json(const struct sp_group *g, struct sp_buf *out, struct sp_err *err);
+typedef void (*sp_store_groups_fn)(const struct sp_group *groups, size_t count,
+                                   const struct sp_err *err, void *arg);
+/* Create (conflict if the id exists), list, delete (not_found; conflict
+ * while an API key is bound to it). */
+SP_MUSTCHECK int sp_store_group_create(struct sp_store *s, const char *ws, const struct sp_group *g,
+                                       sp_store_done_fn cb, void *arg, struct sp_err *err);
+SP_MUSTCHECK int sp_store_group_list(struct sp_store *s, const char *ws, sp_store_groups_fn cb,
+                                     void *arg, struct sp_err *err);
+SP_MUSTCHECK int sp_store_group_delete(struct sp_store *s, const char *ws, const char *id,
+                                       sp_store_done_fn cb, void *arg, struct sp_err *err);
 
 /* ---- resolution: one round trip for a whole request ---- */
 
