@@ -15,7 +15,7 @@ static int key_name_ok(const char *s)
     if (n == 0 || n > 128)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\\')
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return 0;
     return 1;
 }

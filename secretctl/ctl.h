@@ -1,7 +1,8 @@
 /*
  * ctl.h - what secretctl's files share: the parsed command line, the HTTP
  * client (http.c), value input (input.c), human and JSON output (output.c)
- * and the command handlers (secrets.c, keys.c). Private to secretctl/.
+ * and the command handlers (secrets.c, keys.c, groups.c). Private to
+ * secretctl/.
  *
  * secretctl talks to the secrets API over HTTP only; it links sp_common,
  * libcurl and jansson, never the store, resolver or proxy modules.
@@ -162,7 +163,7 @@ int ctl_print_table(const json_t *rows, const struct ctl_col *cols, size_t ncols
 int ctl_print_object(const json_t *obj, const char *const *order, const char *extra_key,
                      const char *extra_val);
 
-/* ---- secrets.c, keys.c: the commands; each returns an exit status ---- */
+/* ---- secrets.c, keys.c, groups.c: the commands; each returns an exit status ---- */
 
 int ctl_secrets_set(struct ctl *c);
 int ctl_secrets_create(struct ctl *c);
@@ -176,6 +177,9 @@ int ctl_secrets_complete(struct ctl *c);
 int ctl_keys_create(struct ctl *c);
 int ctl_keys_list(struct ctl *c);
 int ctl_keys_delete(struct ctl *c);
+int ctl_groups_create(struct ctl *c);
+int ctl_groups_list(struct ctl *c);
+int ctl_groups_delete(struct ctl *c);
 int ctl_keyring_rotate(struct ctl *c);
 int ctl_keyring_status(struct ctl *c);
 

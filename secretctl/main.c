@@ -2,7 +2,7 @@
  * main.c - secretctl's command line: the option and command tables, the
  * parser (options anywhere, "--opt V" or "--opt=V", "--" ends options),
  * help and usage, the API URL and key from flags or the environment, and
- * dispatch to the handlers in secrets.c and keys.c.
+ * dispatch to the handlers in secrets.c, keys.c and groups.c.
  */
 #include "ctl.h"
 
@@ -139,13 +139,28 @@ static const struct ctl_cmd cmds[] = {
      "[--workspace W]",
      "Create an API key and print its token once: it cannot be shown again.\n"
      "Permissions: proxy, secrets:read, secrets:write, secrets:read_value, keys:admin,\n"
-     "assert_context, root (a key cannot grant what it lacks).\n"},
+     "assert_context, root (a key cannot grant what it lacks).\n"
+     "--group G binds the key to group G, which must exist (`secretctl groups create G`).\n"},
     {"keys", "list", ctl_keys_list, 0, 0, BIT(OPT_WORKSPACE), "[--workspace W]",
      "List API keys (never their tokens).\n"},
     {"keys", "delete", ctl_keys_delete, 1, 1, BIT(OPT_WORKSPACE), "ID [--workspace W]",
      "Delete API key ID.\n"},
     {"keys", "rotate", ctl_keyring_rotate, 0, 0, 0, "",
      "The same as `secretctl keyring rotate` (DESIGN 5.5 names it so).\n"},
+    {"groups", "create", ctl_groups_create, 1, 1,
+     BIT(OPT_NAME) | BIT(OPT_DESCRIPTION) | BIT(OPT_WORKSPACE),
+     "ID [--name N] [--description D] [--workspace W]",
+     "Create group ID (POST /v1/groups) for API keys to be bound to (keys create --group).\n"
+     "Refused (exit 1, conflict) if it exists. Needs the keys:admin permission.\n"
+     "  ID                   [A-Za-z0-9_-], 1 to 128 characters\n"
+     "  --name N             1 to 128 printable characters (default: the ID)\n"
+     "  --description D      free text, at most 1024 bytes\n"
+     "  --workspace W        act in workspace W (root keys only)\n"},
+    {"groups", "list", ctl_groups_list, 0, 0, BIT(OPT_WORKSPACE), "[--workspace W]",
+     "List the workspace's groups. Needs the keys:admin permission.\n"},
+    {"groups", "delete", ctl_groups_delete, 1, 1, BIT(OPT_WORKSPACE), "ID [--workspace W]",
+     "Delete group ID. Refused (exit 1, conflict) while an API key is bound to it:\n"
+     "delete those keys first. Needs the keys:admin permission.\n"},
     {"keyring", "rotate", ctl_keyring_rotate, 0, 0, 0, "",
      "Start an online rotation of the encryption key (root keys only).\n"},
     {"keyring", "status", ctl_keyring_status, 0, 0, 0, "",
@@ -172,7 +187,7 @@ static void print_cmd_usage(FILE *f, const struct ctl_cmd *cmd)
 static void print_main_usage(FILE *f, const char *group)
 {
     fprintf(f, "usage: secretctl [--api URL] [--key KEY] [--json] %s COMMAND [ARGS]\n",
-            group ? group : "{secrets|keys|keyring}");
+            group ? group : "{secrets|keys|groups|keyring}");
     fprintf(f, "commands:\n");
     for (size_t i = 0; i < SP_ARRAY_LEN(cmds); i++)
         if (!group || strcmp(group, cmds[i].group) == 0)
@@ -318,8 +333,8 @@ static int show_help(const struct ctl_cmd *cmd, const char *group)
         print_cmd_usage(stdout, cmd);
         fputs(cmd->help, stdout);
     } else {
-        fputs("secretctl - manage secretproxy secrets, API keys and the key ring over its "
-              "secrets API.\n",
+        fputs("secretctl - manage secretproxy secrets, API keys, groups and the key ring over "
+              "its secrets API.\n",
               stdout);
         print_main_usage(stdout, group);
         fputs("Run 'secretctl GROUP COMMAND --help' for a command's options.\n", stdout);

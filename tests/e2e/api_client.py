@@ -252,6 +252,39 @@ def key_problems(k, workspace=None):
     return p
 
 
+
+GROUP_FIELDS = {"id": (str,), "name": (str,), "description": (str, type(None)),
+                "created_at": (str,)}
+GROUP_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def group_problems(g, gid=None, name=None, description=None):
+    """A group as POST/GET /v1/groups return it: exactly id, name,
+    description, created_at (RFC 3339); name defaults to the id."""
+    if not isinstance(g, dict):
+        return ["group is not an object: %r" % (g,)]
+    p = []
+    for f, types in GROUP_FIELDS.items():
+        if f not in g:
+            p.append("field %r missing" % f)
+        elif not _typed(g[f], types):
+            p.append("field %r has type %s" % (f, type(g[f]).__name__))
+    extra = sorted(set(g) - set(GROUP_FIELDS))
+    if extra:
+        p.append("unexpected fields %s" % extra)
+    if isinstance(g.get("id"), str) and not GROUP_ID_RE.match(g["id"]):
+        p.append("id %r is not [A-Za-z0-9_-]{1,128}" % g["id"])
+    if "created_at" in g and parse_time(g["created_at"]) is None:
+        p.append("created_at is not RFC 3339: %r" % g.get("created_at"))
+    if gid is not None and g.get("id") != gid:
+        p.append("id %r != %r" % (g.get("id"), gid))
+    want = name if name is not None else gid
+    if want is not None and g.get("name") != want:
+        p.append("name %r != %r" % (g.get("name"), want))
+    if description is not None and (g.get("description") or "") != description:
+        p.append("description %r != %r" % (g.get("description"), description))
+    return p
+
 # Known limitation (README, "Known limitations"): requests that libevent's
 # HTTP parser refuses before secretproxy sees them (malformed request line or
 # headers, bodies or headers over the hard limits, unknown methods) get

@@ -7,10 +7,13 @@ error.code, request_id == Secretproxy-Request-Id, no value in messages);
 a barrage of malformed requests after which the server is still healthy;
 workspace and user isolation (404, never a leak of existence); expiry and
 revocation; 32 concurrent upserts losing no version; API keys (token shown
-once, deleted key refused at once); `$secret:` reference format; /readyz
-following a killed and restarted Redis; /metrics; and at the end the audit
-log (one line per operation, by request id) and a scan of the log, the
-process output and Redis for the CANARY marker every value carries.
+once, deleted key refused at once); groups (keys bind only to groups that
+exist, a group with keys cannot be deleted, one set per workspace);
+`$secret:` reference format; /readyz following a killed and restarted
+Redis; /metrics; and at the end the audit log (one line per operation, by
+request id; each group operation with its action, and in its workspace's
+audit stream) and a scan of the log, the process output and Redis for the
+CANARY marker every value carries.
 
 usage: test_api.py BUILD_DIR
 """
@@ -177,7 +180,7 @@ class Suite:
                    "counter: %s" % "; ".join(p), r)
 
     # =================================================================
-    def routes(self, name="rt_x", kid="nokey"):
+    def routes(self, name="rt_x", kid="nokey", gid="nogroup"):
         n = q(name)
         return [("PUT", "/v1/secrets/" + n, {"value": "x"}),
                 ("POST", "/v1/secrets", {"name": name, "value": "x"}),
@@ -191,6 +194,9 @@ class Suite:
                 ("POST", "/v1/keys", {"name": "k", "permissions": ["proxy"]}),
                 ("GET", "/v1/keys", NOBODY),
                 ("DELETE", "/v1/keys/" + q(kid), NOBODY),
+                ("POST", "/v1/groups", {"id": "rt_g"}),
+                ("GET", "/v1/groups", NOBODY),
+                ("DELETE", "/v1/groups/" + q(gid), NOBODY),
                 ("POST", "/v1/keyring/rotate", NOBODY),
                 ("GET", "/v1/keyring", NOBODY)]
 
@@ -502,6 +508,8 @@ class Suite:
     # =================================================================
     def t_keys(self):
         R = self.root
+        r = R.post("/v1/groups", {"id": "g1"})
+        self.ok(r, 201, "set-up: create group g1 for the key's group binding")
         body = {"name": "k-full", "permissions": ["secrets:read", "proxy"], "group": "g1",
                 "app": "app1", "env": "prod", "user": "u7", "function": "fn1"}
         r = R.post("/v1/keys", body)
@@ -584,6 +592,265 @@ class Suite:
                 self.tokens.append(r.get("token"))
 
     # =================================================================
+    def t_groups(self):
+        """POST/GET/DELETE /v1/groups (README, Secrets API): shapes, 409 on a
+        duplicate, 400 per validation rule, 404 on an unknown id, 409 while a
+        key is bound, keys bound only to groups that exist, and workspace
+        isolation. Contract divergences that the lead must rule on are
+        printed as notes, not failed."""
+        R = self.root
+        notes = []
+        # ---- create, list, delete ----
+        r = R.get("/v1/groups")
+        self.ok(r, 200, "GET /v1/groups before any group of this section: {groups: [...]}",
+                [None if isinstance(r.get("groups"), list) else "groups is not a list",
+                 None if set((r.json or {}).keys()) == {"groups"} else
+                 "top-level keys %s" % sorted((r.json or {}).keys())])
+        before = {g.get("id") for g in r.get("groups") or []}
+        r = R.post("/v1/groups", {"id": "grp_full", "name": "Platform team \u00fc \u2713",
+                                  "description": "owns the \"edge\" \\ services\nline 2"})
+        full = r.get("group") or {}
+        self.ok(r, 201, "POST /v1/groups with id, name and description: 201 {group: {id, name, "
+                "description, created_at}}",
+                ac.group_problems(full, "grp_full", "Platform team \u00fc \u2713",
+                                  "owns the \"edge\" \\ services\nline 2") +
+                [None if set((r.json or {}).keys()) == {"group"} else
+                 "top-level keys %s" % sorted((r.json or {}).keys())])
+        t_created = ac.parse_time(full.get("created_at"))
+        self.check(t_created is not None and abs((ac.now() - t_created).total_seconds()) < 60,
+                   "a new group's created_at is now (%r)" % full.get("created_at"), r)
+        r = R.post("/v1/groups", {"id": "grp_min"})
+        self.ok(r, 201, "POST /v1/groups with only an id: the name defaults to the id",
+                ac.group_problems(r.get("group"), "grp_min", "grp_min") +
+                [None if r.get("group", "description") in ("", None) else
+                 "description %r" % r.get("group", "description")])
+        r = R.post("/v1/groups", {"id": "grp_full"})
+        self.err(r, 409, "conflict", "POST /v1/groups with an existing id -> 409 conflict")
+        r = R.post("/v1/groups", {"id": "grp_full", "name": "other", "description": "x"})
+        self.err(r, 409, "conflict", "POST /v1/groups with an existing id and another name -> "
+                 "409 conflict")
+        r = R.get("/v1/groups")
+        groups = r.get("groups") or []
+        p = []
+        for g in groups:
+            p += ac.group_problems(g)
+        by_id = {g.get("id"): g for g in groups if isinstance(g, dict)}
+        p.append(None if {"grp_full", "grp_min"} <= set(by_id) else "new groups not listed")
+        p.append(None if len(by_id) == len(groups) else "an id is listed twice")
+        p.append(None if set(by_id) - before == {"grp_full", "grp_min"} else
+                 "unexpected ids %s" % sorted(set(by_id) - before))
+        self.ok(r, 200, "GET /v1/groups lists both, each exactly {id, name, description, "
+                "created_at}", p[:10])
+        lf = by_id.get("grp_full") or {}
+        self.check({k: lf.get(k) for k in ("id", "name", "description")} ==
+                   {k: full.get(k) for k in ("id", "name", "description")},
+                   "the listed group is the one created (id, name, description byte for byte)",
+                   r)
+        t_listed = ac.parse_time(lf.get("created_at"))
+        self.check(t_listed is not None and t_created is not None and
+                   abs((t_listed - t_created).total_seconds()) < 2,
+                   "the listed created_at is the created one (%r vs %r)"
+                   % (lf.get("created_at"), full.get("created_at")), r)
+        if t_listed != t_created:
+            notes.append("created_at differs between POST (%s) and GET (%s)"
+                         % (full.get("created_at"), lf.get("created_at")))
+        r = R.delete("/v1/groups/grp_min")
+        self.ok(r, 200, "DELETE /v1/groups/{id}: 200 exactly {\"deleted\":true}",
+                [None if r.json == {"deleted": True} else "body != {deleted:true}"])
+        r = R.get("/v1/groups")
+        self.check(r.status == 200 and "grp_min" not in [g.get("id") for g in
+                                                        r.get("groups") or []],
+                   "a deleted group is gone from GET /v1/groups", r)
+        r = R.delete("/v1/groups/grp_min")
+        self.err(r, 404, "not_found", "DELETE of an already deleted group -> 404 not_found")
+        for gid, what in [("nosuchgroup", "an unknown id"), ("a.b", "an id with a dot"),
+                          ("x" * 129, "a 129-character id"), (q("a b"), "an id with a space")]:
+            r = R.delete("/v1/groups/" + gid)
+            self.err(r, 404, "not_found", "DELETE /v1/groups/{%s} -> 404 not_found" % what)
+        r = R.post("/v1/groups", {"id": "grp_min", "name": "again"})
+        self.ok(r, 201, "a deleted id can be created again (201)",
+                ac.group_problems(r.get("group"), "grp_min", "again"))
+        # ---- validation ----
+        d1025 = "d" * 1025
+        cases = [({}, "no id"), ({"id": ""}, "an empty id"), ({"id": None}, "a null id"),
+                 ({"id": 7}, "a numeric id"), ({"id": ["g"]}, "an array id"),
+                 ({"id": "a.b"}, "an id with a dot"), ({"id": "a b"}, "an id with a space"),
+                 ({"id": "a/b"}, "an id with a slash"), ({"id": "a:b"}, "an id with a colon"),
+                 ({"id": "\u00e9t\u00e9"}, "a unicode id"), ({"id": "x" * 129}, "a 129-char id"),
+                 ({"id": "v_name", "name": ""}, "an empty name"),
+                 ({"id": "v_name", "name": "n" * 129}, "a 129-character name"),
+                 ({"id": "v_name", "name": 5}, "a numeric name"),
+                 ({"id": "v_name", "name": None}, "a null name"),
+                 ({"id": "v_name", "name": "a\nb"}, "a name with a newline"),
+                 ({"id": "v_name", "name": "a\tb"}, "a name with a tab"),
+                 ({"id": "v_name", "name": "a\x7fb"}, "a name with DEL"),
+                 ({"id": "v_desc", "description": d1025}, "a 1025-byte description"),
+                 ({"id": "v_desc", "description": "\u00e9" * 513},
+                  "a description of 513 two-byte characters (1026 bytes)"),
+                 ({"id": "v_desc", "description": 5}, "a numeric description"),
+                 ({"id": "v_desc", "description": ["d"]}, "an array description"),
+                 ({"id": "v_unk", "bogus": 1}, "an unknown field"),
+                 ({"id": "v_unk", "Id": "v_unk2"}, "a field differing only in case"),
+                 ({"id": "v_unk", "workspace": "wsA"}, "workspace in the body (a query "
+                  "parameter here)"),
+                 ({"id": "v_unk", "created_at": "2020-01-01T00:00:00Z"}, "a caller-chosen "
+                  "created_at"),
+                 ({"id": "v_unk", "keys": []}, "a keys member list")]
+        for body, what in cases:
+            r = R.post("/v1/groups", body)
+            self.err(r, 400, "bad_request", "POST /v1/groups with %s -> 400 bad_request" % what)
+        for path, what in [("/v1/groups?workspace=a.b", "?workspace=a.b"),
+                           ("/v1/groups?workspace=", "?workspace= (empty)"),
+                           ("/v1/groups?bogus=1", "an unknown query parameter")]:
+            r = R.post(path, {"id": "v_query"})
+            self.err(r, 400, "bad_request", "POST %s -> 400 bad_request" % what)
+        r = R.get("/v1/groups?bogus=1")
+        self.err(r, 400, "bad_request", "GET /v1/groups?bogus=1 -> 400 bad_request")
+        r = R.get("/v1/groups")
+        ids = [g.get("id") for g in r.get("groups") or []]
+        self.check(not [i for i in ids if i and i.startswith("v_")],
+                   "no refused POST created a group (%s)" % [i for i in ids if i and
+                                                             i.startswith("v_")], r)
+        accepts = [({"id": "x" * 128}, "a 128-character id"),
+                   ({"id": "Az09_-"}, "an id using every allowed class"),
+                   ({"id": "b_name", "name": "n" * 128}, "a 128-character name"),
+                   ({"id": "b_name2", "name": "Team A (prod) #1 \u00e9\u2713"},
+                    "a name with spaces, punctuation and unicode"),
+                   ({"id": "b_desc", "description": "d" * 1024}, "a 1024-byte description"),
+                   ({"id": "b_desc2", "description": "\u00e9" * 512},
+                    "a description of 512 two-byte characters (1024 bytes)"),
+                   ({"id": "b_desc3", "description": ""}, "an empty description")]
+        for body, what in accepts:
+            r = R.post("/v1/groups", body)
+            self.ok(r, 201, "POST /v1/groups with %s is accepted (201)" % what,
+                    ac.group_problems(r.get("group"), body["id"], body.get("name"),
+                                      body.get("description")))
+        # "1-128 printable characters": measured in characters, and '"' and
+        # '\' are printable. Reported, not failed: the lead decides.
+        for body, what in [({"id": "c_quote", "name": 'say "hi"'}, "a name with '\"'"),
+                           ({"id": "c_bslash", "name": "a\\b"}, "a name with '\\'"),
+                           ({"id": "c_uni128", "name": "\u00e9" * 128},
+                            "a name of 128 two-byte characters")]:
+            r = R.post("/v1/groups", body)
+            if r.status != 201:
+                notes.append("%s -> %s %s (the contract says 1-128 printable characters)"
+                             % (what, r.status, r.get("error", "code")))
+        # ---- keys bind only to groups that exist ----
+        r = R.post("/v1/keys", {"name": "gk-early", "permissions": ["proxy"], "group": "grp_late"})
+        self.err(r, 400, "bad_request", "POST /v1/keys with a group that does not exist -> 400 "
+                 "bad_request")
+        self.check("grp_late" in (r.get("error", "message") or ""),
+                   "the 400 names the missing group", r)
+        if isinstance(r.get("token"), str):
+            self.tokens.append(r.get("token"))
+        r = R.get("/v1/keys")
+        self.check(not any(k.get("name") == "gk-early" for k in r.get("keys") or []),
+                   "the refused key was not created", r)
+        r = R.post("/v1/groups", {"id": "grp_late"})
+        self.ok(r, 201, "create grp_late")
+        K, kid, _ = self.new_key("gk-late", ["secrets:read"], group="grp_late")
+        r = R.get("/v1/keys")
+        kk = [k for k in r.get("keys") or [] if k.get("id") == kid]
+        self.check(K is not None and kk and kk[0].get("group") == "grp_late",
+                   "once the group exists the key is created, bound to it", r)
+        if K:
+            r = K.get("/v1/secrets")
+            self.ok(r, 200, "the group-bound key works")
+        r = R.delete("/v1/groups/grp_late")
+        self.err(r, 409, "conflict", "DELETE of a group while an API key is bound -> 409 conflict")
+        r = R.get("/v1/groups")
+        self.check("grp_late" in [g.get("id") for g in r.get("groups") or []],
+                   "the refused delete left the group in place", r)
+        K2, kid2, _ = self.new_key("gk-late2", ["proxy"], group="grp_late")
+        r = R.delete("/v1/keys/" + q(kid or "x"))
+        self.ok(r, 200, "delete the first bound key")
+        r = R.delete("/v1/groups/grp_late")
+        self.err(r, 409, "conflict", "still 409 conflict while a second key is bound")
+        r = R.delete("/v1/keys/" + q(kid2 or "x"))
+        self.ok(r, 200, "delete the second bound key")
+        r = R.delete("/v1/groups/grp_late")
+        self.ok(r, 200, "once no key is bound, DELETE /v1/groups/{id} -> 200 {\"deleted\":true}",
+                [None if r.json == {"deleted": True} else "body != {deleted:true}"])
+        r = R.post("/v1/keys", {"name": "gk-gone", "permissions": ["proxy"], "group": "grp_late"})
+        self.err(r, 400, "bad_request", "POST /v1/keys with a deleted group -> 400 bad_request")
+        if isinstance(r.get("token"), str):
+            self.tokens.append(r.get("token"))
+        if notes:
+            print("note: groups: " + "; ".join(notes))
+
+    # =================================================================
+    def t_groups_isolation(self):
+        """A workspace's groups are its own: another workspace's key neither
+        sees, deletes nor binds to them; the same id in two workspaces is two
+        groups; root reaches them with ?workspace=."""
+        R = self.root
+        A, _, _ = self.new_key("grp-ws-a", ["keys:admin", "secrets:read"], workspace="wsA")
+        B, _, _ = self.new_key("grp-ws-b", ["keys:admin", "secrets:read"], workspace="wsB")
+        if not (A and B):
+            return
+        r = A.post("/v1/groups", {"id": "team_a", "description": "A's"})
+        self.ok(r, 201, "a wsA key creates group team_a in wsA",
+                ac.group_problems(r.get("group"), "team_a", "team_a", "A's"))
+        r = B.get("/v1/groups")
+        self.check(r.status == 200 and "team_a" not in [g.get("id") for g in
+                                                       r.get("groups") or []],
+                   "wsB's GET /v1/groups does not show wsA's group", r)
+        r = B.delete("/v1/groups/team_a")
+        self.err(r, 404, "not_found", "wsB: DELETE wsA's group -> 404 not_found (existence is "
+                 "not leaked)")
+        r = B.get("/v1/groups?workspace=wsA")
+        self.err(r, 403, "forbidden", "wsB (not root): GET /v1/groups?workspace=wsA -> 403")
+        r = B.delete("/v1/groups/team_a?workspace=wsA")
+        self.err(r, 403, "forbidden", "wsB (not root): DELETE ?workspace=wsA -> 403")
+        r = B.post("/v1/groups?workspace=wsA", {"id": "planted"})
+        self.err(r, 403, "forbidden", "wsB (not root): POST ?workspace=wsA -> 403")
+        r = B.post("/v1/keys", {"name": "x", "permissions": ["secrets:read"], "group": "team_a"})
+        self.err(r, 400, "bad_request", "wsB cannot bind a key to wsA's group (400: no such "
+                 "group in wsB)")
+        if isinstance(r.get("token"), str):
+            self.tokens.append(r.get("token"))
+        r = A.get("/v1/groups")
+        ids = [g.get("id") for g in r.get("groups") or []]
+        self.check(r.status == 200 and ids == ["team_a"],
+                   "wsA's group is untouched and wsA sees only its own groups (%r)" % ids, r)
+        r = B.post("/v1/groups", {"id": "team_a", "description": "B's"})
+        self.ok(r, 201, "wsB creates its own team_a (ids are per workspace)",
+                ac.group_problems(r.get("group"), "team_a", "team_a", "B's"))
+        _, akid2, _ = self.new_key("grp-a-bound", ["secrets:read"], creator=A, group="team_a")
+        r = B.delete("/v1/groups/team_a")
+        self.ok(r, 200, "wsB deletes its own team_a although a wsA key is bound to wsA's team_a")
+        r = A.get("/v1/groups")
+        self.check([(g.get("id"), g.get("description")) for g in r.get("groups") or []] ==
+                   [("team_a", "A's")], "wsA's team_a is still there", r)
+        r = A.delete("/v1/groups/team_a")
+        self.err(r, 409, "conflict", "wsA: DELETE team_a while its key is bound -> 409")
+        r = R.get("/v1/groups?workspace=wsA")
+        self.check(r.status == 200 and [g.get("id") for g in r.get("groups") or []] == ["team_a"],
+                   "root lists wsA's groups with ?workspace=wsA", r)
+        r = R.get("/v1/groups")
+        self.check(r.status == 200 and "team_a" not in [g.get("id") for g in
+                                                       r.get("groups") or []],
+                   "root without ?workspace does not see wsA's group", r)
+        r = R.post("/v1/groups?workspace=wsB", {"id": "by_root"})
+        self.ok(r, 201, "root creates a group in wsB with ?workspace=wsB")
+        r = B.get("/v1/groups")
+        self.check("by_root" in [g.get("id") for g in r.get("groups") or []],
+                   "wsB sees the group root created there", r)
+        r = R.post("/v1/keys", {"name": "root-bound", "permissions": ["proxy"],
+                                "group": "by_root", "workspace": "wsB"})
+        self.ok(r, 201, "root binds a wsB key to wsB's group (\"workspace\":\"wsB\")",
+                [None if r.get("key", "group") == "by_root" else "group %r" %
+                 r.get("key", "group")])
+        if isinstance(r.get("token"), str):
+            self.tokens.append(r.get("token"))
+        r = R.delete("/v1/groups/by_root?workspace=wsB")
+        self.err(r, 409, "conflict", "root: DELETE wsB's group while a wsB key is bound -> 409")
+        r = R.delete("/v1/keys/" + q(akid2 or "x") + "?workspace=wsA")
+        self.ok(r, 200, "root deletes wsA's bound key")
+        r = A.delete("/v1/groups/team_a")
+        self.ok(r, 200, "then wsA deletes team_a")
+
+    # =================================================================
     def t_methods(self):
         R = self.root
         R.put("/v1/secrets/mth", {"value": self.val("m")})
@@ -593,7 +860,10 @@ class Suite:
                  ("POST", "/v1/secrets/mth/value"), ("DELETE", "/v1/secrets/mth/value"),
                  ("POST", "/v1/secrets/mth/complete"), ("PUT", "/v1/keys"),
                  ("DELETE", "/v1/keys"), ("GET", "/v1/keys/someid"),
-                 ("PATCH", "/v1/keys/someid"), ("GET", "/v1/keyring/rotate"),
+                 ("PATCH", "/v1/keys/someid"), ("PUT", "/v1/groups"), ("PATCH", "/v1/groups"),
+                 ("DELETE", "/v1/groups"), ("GET", "/v1/groups/someid"),
+                 ("POST", "/v1/groups/someid"), ("PUT", "/v1/groups/someid"),
+                 ("PATCH", "/v1/groups/someid"), ("GET", "/v1/keyring/rotate"),
                  ("DELETE", "/v1/keyring"), ("POST", "/v1/keyring"), ("POST", "/healthz"),
                  ("DELETE", "/readyz"), ("POST", "/metrics")]
         for method, path in cases:
@@ -607,7 +877,8 @@ class Suite:
         self.check(r.get("secret", "version") == 1 and r.get("secret", "revoked") is False,
                    "no 405 call changed the secret", r)
         for path in ("/v1/nope", "/v1/secrets/mth/bogus", "/", "/v2/secrets", "/v1",
-                     "/v1/secrets/mth/value/extra", "/v1/keys/a/b"):
+                     "/v1/secrets/mth/value/extra", "/v1/keys/a/b", "/v1/groups/a/b",
+                     "/v1/group"):
             r = R.get(path)
             self.err(r, 404, "not_found", "GET %s (no such route) -> 404 not_found" % path)
 
@@ -748,7 +1019,7 @@ class Suite:
         ]
         for data, ct, what in framing:
             for method, path in (("PUT", "/v1/secrets/val_ok"), ("PATCH", "/v1/secrets/full"),
-                                 ("POST", "/v1/keys")):
+                                 ("POST", "/v1/keys"), ("POST", "/v1/groups")):
                 r = R.call(method, path, data=data, ctype=ct)
                 self.err(r, 400, "bad_request", "%s %s with %s -> 400 bad_request"
                          % (method, path, what))
@@ -817,7 +1088,8 @@ class Suite:
                 "GET": "secrets:read", "VALUE": "secrets:read_value", "PATCH": "secrets:write",
                 "REVOKE": "secrets:write", "DELETE": "secrets:write",
                 "COMPLETE": "secrets:read", "KEYS_POST": "keys:admin", "KEYS_GET": "keys:admin",
-                "KEYS_DELETE": "keys:admin", "KEYRING_GET": "root"}
+                "KEYS_DELETE": "keys:admin", "GROUPS_POST": "keys:admin",
+                "GROUPS_GET": "keys:admin", "GROUPS_DELETE": "keys:admin", "KEYRING_GET": "root"}
         for i, lack in enumerate(ac.PERMISSIONS):
             perms = [p for p in ac.PERMISSIONS if p not in (lack, "root")]
             K, kid, _ = self.new_key("mx-no-" + lack.replace(":", "-"), perms)
@@ -828,6 +1100,9 @@ class Suite:
             R.put("/v1/secrets/" + a, {"value": va})
             R.put("/v1/secrets/" + d, {"value": self.val("mx")})
             _, victim, _ = self.new_key("mx-victim-%d" % i, ["proxy"])
+            gvictim = "mx%d_gv" % i
+            r = R.post("/v1/groups", {"id": gvictim})
+            self.ok(r, 201, "set-up: create group %s" % gvictim)
             grant = ["proxy"] if lack != "proxy" else ["secrets:read"]
             calls = [
                 ("PUT", lambda: K.put("/v1/secrets/mx%d_new" % i, {"value": self.val("mx")}), 200),
@@ -844,6 +1119,9 @@ class Suite:
                  201),
                 ("KEYS_GET", lambda: K.get("/v1/keys"), 200),
                 ("KEYS_DELETE", lambda: K.delete("/v1/keys/" + q(victim or "x")), 200),
+                ("GROUPS_POST", lambda: K.post("/v1/groups", {"id": "mx%d_g" % i}), 201),
+                ("GROUPS_GET", lambda: K.get("/v1/groups"), 200),
+                ("GROUPS_DELETE", lambda: K.delete("/v1/groups/" + gvictim), 200),
                 ("KEYRING_GET", lambda: K.get("/v1/keyring"), 200),
             ]
             for label, fn, st in calls:
@@ -876,6 +1154,11 @@ class Suite:
                 self.check(r.status == 200, "refused DELETE left %s in place" % d, r)
                 r = R.get("/v1/secrets/mx%d_new" % i)
                 self.check(r.status == 404, "refused PUT created nothing", r)
+            if lack == "keys:admin":
+                r = R.get("/v1/groups")
+                ids = [g.get("id") for g in r.get("groups") or []]
+                self.check(r.status == 200 and gvictim in ids and "mx%d_g" % i not in ids,
+                           "refused group calls created nothing and deleted nothing", r)
             if lack == "root":
                 r = K.post("/v1/keyring/rotate")
                 self.err(r, 403, "forbidden", "key without root: POST /v1/keyring/rotate is "
@@ -1596,6 +1879,7 @@ class Suite:
                    "with its request_id (%d missing: %s)"
                    % (total, len(missing), ["%s %s -> %s" % (m.method, m.url[len(self.base):][:50],
                                                              m.status) for m in missing[:30]]))
+        self.audit_groups(parsed)
         writes = [r for r in self.journal.items if r.rid and r.status in (200, 201, 202) and
                   r.method in ("PUT", "POST", "PATCH", "DELETE") and "/v1/" in r.url]
         one = [r for r in writes if rids_in_log.get(r.rid, 0) < 2]
@@ -1627,6 +1911,56 @@ class Suite:
                                capture_output=True, text=True, timeout=60)
             self.check(p.returncode == 0, "Redis holds no form of any %s (leak_scan.py): %s"
                        % (what, (p.stdout + p.stderr).strip()[-600:]))
+
+    def audit_groups(self, parsed):
+        """One log line per group operation, naming its action and status,
+        and for the authenticated ones an event in the audit stream of the
+        workspace acted in."""
+        by_rid = {}
+        for o in parsed:
+            if isinstance(o, dict) and isinstance(o.get("request_id"), str):
+                by_rid.setdefault(o["request_id"], []).append(o)
+        action = {("POST", False): "group.create", ("GET", False): "group.list",
+                  ("DELETE", True): "group.delete"}
+        ops, bad, stream_want = 0, [], {}
+        for r in self.journal.items:
+            path, _, query = r.url[len(self.base):].partition("?")
+            segs = path.split("/")
+            if not r.rid or r.status in (None, 401, 405) or segs[1:3] != ["v1", "groups"] or \
+                    len(segs) > 4 or (r.method, len(segs) == 4) not in action or \
+                    ac.http_layer_page(r.headers, r.content):
+                continue
+            ops += 1
+            want = action[(r.method, len(segs) == 4)]
+            lines = by_rid.get(r.rid, [])
+            if not any(o.get("action") == want and o.get("status") == r.status for o in lines):
+                bad.append("%s %s -> %s: %s" % (r.method, path[:40], r.status,
+                                                [(o.get("action"), o.get("status"))
+                                                 for o in lines] or "no line"))
+            if r.status in (200, 201, 409):
+                qs = dict(kv.partition("=")[::2] for kv in query.split("&") if kv)
+                tok = (r.req_headers.get("Authorization") or "").split(" ", 1)[-1]
+                ws = qs.get("workspace") or (tok.split(".")[1] if tok.startswith("sp.")
+                                             else "default")
+                stream_want.setdefault(ws, []).append(r)
+        self.check(ops > 50 and not bad, "every group operation (%d) has a log line with its "
+                   "request_id, action group.create/list/delete and status (%d lack one: %s)"
+                   % (ops, len(bad), bad[:5]))
+        missing = []
+        try:
+            rc = ac.Redis(self.redis_port)
+            for ws, rs in stream_want.items():
+                events = rc.cmd("XRANGE", "sp:{%s}:audit" % ws, "-", "+") or []
+                text = b"\n".join(v for _, fields in events for v in fields[1::2])
+                missing += ["%s %s (%s)" % (r.method, r.url[len(self.base):][:40], ws)
+                            for r in rs if r.rid.encode() not in text]
+            rc.close()
+        except (RuntimeError, OSError) as e:
+            missing.append("error %s" % e)
+        self.check(stream_want and not missing, "every successful or conflicting group "
+                   "operation (%d) is in its workspace's audit stream sp:{ws}:audit (%d "
+                   "missing: %s)" % (sum(len(v) for v in stream_want.values()), len(missing),
+                                     missing[:5]))
 
 
 def json_strings(o):
@@ -1697,6 +2031,7 @@ def main():
         S.res.finish()
     sections = [("health", S.t_health), ("unauthorized", S.t_unauthorized),
                 ("secrets", S.t_secrets), ("complete", S.t_complete), ("keys", S.t_keys),
+                ("groups", S.t_groups), ("groups isolation", S.t_groups_isolation),
                 ("methods", S.t_methods), ("validation", S.t_validation),
                 ("matrix", S.t_matrix), ("isolation", S.t_isolation),
                 ("expiry", S.t_expiry_revocation), ("concurrency", S.t_concurrency),

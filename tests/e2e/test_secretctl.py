@@ -5,8 +5,9 @@ driven only through build/secretctl. Every command; exit status 0 (done),
 parsed; values with newlines, binary bytes, NUL and unicode round-trip
 exactly from --value, --value-file and standard input; tables; a new API
 key's permissions enforced; the API key and values never printed in
-messages; HTTP_PROXY ignored for the API itself. Values carry the CANARY
-marker and Redis is scanned for it at the end.
+messages; HTTP_PROXY ignored for the API itself; groups created, listed
+and deleted, and API keys bound only to groups that exist. Values carry the
+CANARY marker and Redis is scanned for it at the end.
 
 usage: test_secretctl.py BUILD_DIR
 """
@@ -53,6 +54,9 @@ class Env:
             "SECRETPROXY_KEYRING_FILE": os.path.join(self.d, "keyring.json"),
             "SECRETPROXY_LOG_FILE": os.path.join(self.d, "sp.log"),
             "SECRETPROXY_API_BOOTSTRAP_KEY": ROOT_KEY,
+            # a rotation waits keyring.retire_grace (15 s by default) before it
+            # finishes; t_keyring waits for the end, so keep the wait short
+            "SECRETPROXY_KEYRING_RETIRE_GRACE": "1s",
         })
         self.err = open(os.path.join(self.d, "stderr"), "wb")
         spt.start([PROXY, "-c", conf], env=env, cwd=self.d, stdout=self.err, stderr=self.err)
@@ -397,6 +401,205 @@ def t_keys(env, res):
               "a wrong key: exit 1 unauthorized")
 
 
+
+def t_groups(env, res):
+    r = env.ctl("--help")
+    res.check(r.returncode == 0 and b"groups  create" in r.stdout and
+              b"{secrets|keys|groups|keyring}" in r.stdout, "--help lists the groups commands")
+    r = env.ctl("help", "groups", "create")
+    res.check(r.returncode == 0 and b"--name" in r.stdout and b"--description" in r.stdout and
+              b"--workspace" in r.stdout, "help groups create documents its options")
+    r = env.ctl("groups", "delete", "--help")
+    res.check(r.returncode == 0 and b"conflict" in r.stdout,
+              "groups delete --help says a group with keys is refused")
+    r = env.ctl("keys", "create", "--help")
+    res.check(r.returncode == 0 and b"groups create" in r.stdout,
+              "keys create --help says a --group must exist first")
+    bad = [
+        (["groups"], "groups without a command"),
+        (["groups", "bogus"], "an unknown groups command"),
+        (["groups", "create"], "groups create without ID"),
+        (["groups", "create", "a", "b"], "groups create with two IDs"),
+        (["groups", "create", ""], "groups create with an empty ID"),
+        (["groups", "create", "a", "--name"], "--name without its value"),
+        (["groups", "create", "a", "--scope", "workspace"], "groups create takes no --scope"),
+        (["groups", "create", "a", "--permissions", "proxy"],
+         "groups create takes no --permissions"),
+        (["groups", "create", "a", "--name", "x", "--name", "y"], "--name twice"),
+        (["groups", "create", "a", "--name", b"\xff\xfe"], "a --name that is not UTF-8"),
+        (["groups", "create", "a", "--description", b"\xc3\x28"],
+         "a --description that is not UTF-8"),
+        (["groups", "list", "extra"], "groups list with an argument"),
+        (["groups", "list", "--name", "x"], "groups list takes no --name"),
+        (["groups", "delete"], "groups delete without ID"),
+        (["groups", "delete", ""], "groups delete with an empty ID"),
+        (["groups", "delete", "a", "b"], "groups delete with two IDs"),
+        (["groups", "delete", "a", "--description", "d"], "groups delete takes no --description"),
+    ]
+    for args, what in bad:
+        r = env.ctl(*args)
+        res.check(r.returncode == 2 and b"usage:" in r.stderr,
+                  "bad usage exits 2 with a usage line: %s (rc %d, %r)" %
+                  (what, r.returncode, r.stderr[:200]))
+    r = env.ctl("groups", "list", "--json")
+    res.check(r.returncode == 0 and r.json == {"groups": []},
+              "groups list --json before any group: {\"groups\": []} (%r)" % r.stdout[:200])
+    r = env.ctl("groups", "list")
+    res.check(r.returncode == 0 and r.stdout.splitlines() ==
+              [b"ID  NAME  DESCRIPTION  CREATED"], "groups list with no groups: the heading only")
+    # create: a key: value block, and --json
+    r = env.ctl("groups", "create", "eng", "--name", "Engineering ü", "--description",
+                "the platform team")
+    out = text(r.stdout)
+    lines = dict((k.strip(), v.strip()) for k, v in
+                 (l.split(":", 1) for l in out.splitlines() if ":" in l))
+    res.check(r.returncode == 0 and lines.get("id") == "eng" and
+              lines.get("name") == "Engineering ü" and
+              lines.get("description") == "the platform team" and
+              out.splitlines()[0].startswith("id:") and "created_at" in lines,
+              "groups create prints an id/name/description/created_at block (%r %r)" %
+              (out, r.stderr))
+    r = env.ctl("groups", "create", "ops", "--json")
+    g = (r.json or {}).get("group") or {}
+    res.check(r.returncode == 0 and set(r.json or {}) == {"group"} and g.get("id") == "ops" and
+              g.get("name") == "ops" and g.get("description") == "" and
+              isinstance(g.get("created_at"), str),
+              "groups create --json: {group: ...}, the name defaults to the id (%r)" % r.stdout)
+    r = env.ctl("groups", "create", "empty_desc", "--description", "", "--json")
+    res.check(r.returncode == 0 and (r.json or {}).get("group", {}).get("description") == "",
+              "groups create with --description '' is fine")
+    # refusals are the server's: exit 1 with its code
+    r = env.ctl("groups", "create", "eng")
+    res.check(r.returncode == 1 and r.stderr.startswith(b"secretctl: conflict: ") and
+              r.stdout == b"", "groups create on an existing id: exit 1, secretctl: conflict: "
+              "(%r)" % r.stderr)
+    r = env.ctl("groups", "create", "eng", "--json")
+    res.check(r.returncode == 1 and r.json and r.json["error"]["code"] == "conflict" and
+              r.json["error"].get("request_id"), "groups create duplicate --json: the error "
+              "object on stdout")
+    for args, what in [(["a.b"], "an id with a dot"), (["a b"], "an id with a space"),
+                       (["x" * 129], "a 129-character id"),
+                       (["n129", "--name", "n" * 129], "a 129-character --name"),
+                       (["nempty", "--name", ""], "an empty --name"),
+                       (["d1025", "--description", "d" * 1025], "a 1025-byte --description")]:
+        r = env.ctl("groups", "create", *args)
+        res.check(r.returncode == 1 and r.stderr.startswith(b"secretctl: bad_request: "),
+                  "groups create with %s: exit 1 bad_request (%r)" % (what, r.stderr[:120]))
+    r = env.ctl("groups", "create", "x" * 128, "--name", "n" * 128, "--description", "d" * 1024)
+    res.check(r.returncode == 0, "groups create at the limits (128/128/1024) works (%r)" %
+              r.stderr[:200])
+    # list: a table and --json
+    r = env.ctl("groups", "list")
+    out = text(r.stdout).splitlines()
+    heads = ["ID", "NAME", "DESCRIPTION", "CREATED"]
+    res.check(r.returncode == 0 and out and out[0].split() == heads,
+              "groups list prints a table with ID NAME DESCRIPTION CREATED (%r)" % out[:1])
+    if out:
+        cols = header_cols(out[0], heads)
+        row = next((l for l in out[1:] if l.startswith("eng ")), "")
+        ops = next((l for l in out[1:] if l.startswith("ops ")), "")
+        res.check(row[cols[1]:].startswith("Engineering ü") and
+                  row[cols[2]:].startswith("the platform team") and
+                  row[cols[3]:].startswith(g.get("created_at", "?")[:4]) and
+                  ops[cols[2]:].startswith("- "),
+                  "groups list's columns are aligned; an empty description shows '-' (%r)" % out)
+    r = env.ctl("groups", "list", "--json")
+    ids = sorted(x.get("id") for x in (r.json or {}).get("groups", []))
+    res.check(r.returncode == 0 and ids == sorted(["eng", "ops", "empty_desc", "x" * 128]) and
+              all(set(x) == {"id", "name", "description", "created_at"}
+                  for x in r.json["groups"]), "groups list --json: every group, id/name/"
+              "description/created_at (%r)" % ids)
+    # another workspace (root only)
+    r = env.ctl("groups", "create", "eng", "--workspace", "other", "--json")
+    res.check(r.returncode == 0 and r.json["group"]["id"] == "eng",
+              "--workspace: the same id in another workspace is a different group")
+    r = env.ctl("groups", "create", "other_only", "--workspace", "other")
+    r = env.ctl("groups", "list", "--workspace", "other", "--json")
+    r2 = env.ctl("groups", "list", "--json")
+    res.check(r.returncode == 0 and
+              sorted(x["id"] for x in r.json["groups"]) == ["eng", "other_only"] and
+              "other_only" not in [x["id"] for x in r2.json["groups"]],
+              "groups list --workspace other shows other's groups only")
+    # keys bind only to groups that exist
+    r = env.ctl("keys", "create", "--name", "gk", "--permissions", "proxy", "--group", "late")
+    res.check(r.returncode == 1 and r.stderr.startswith(b"secretctl: bad_request: ") and
+              b"late" in r.stderr and b"token" not in r.stdout,
+              "keys create --group <missing group>: exit 1 bad_request naming it (%r)" % r.stderr)
+    r = env.ctl("keys", "list", "--json")
+    res.check(not any(k.get("name") == "gk" for k in (r.json or {}).get("keys", [])),
+              "the refused key was not created")
+    r = env.ctl("groups", "create", "late", "--description", "made after the key was refused")
+    res.check(r.returncode == 0, "groups create late")
+    r = env.ctl("keys", "create", "--name", "gk", "--permissions", "proxy", "--group", "late",
+                "--json")
+    gkid = (r.json or {}).get("key", {}).get("id")
+    res.check(r.returncode == 0 and gkid and r.json["key"]["group"] == "late",
+              "keys create --group late once the group exists: exit 0, bound (%r)" % r.stderr)
+    r = env.ctl("keys", "list")
+    res.check(r.returncode == 0 and b"GROUP" in r.stdout and b"late" in r.stdout,
+              "keys list shows the key's group")
+    r = env.ctl("keys", "create", "--name", "gk2", "--permissions", "proxy", "--group",
+                "other_only")
+    res.check(r.returncode == 1 and b"bad_request" in r.stderr,
+              "a group of another workspace cannot be bound (exit 1 bad_request)")
+    r = env.ctl("keys", "create", "--name", "gk3", "--permissions", "proxy", "--group", "eng",
+                "--workspace", "other", "--json")
+    res.check(r.returncode == 0 and r.json["key"]["workspace"] == "other" and
+              r.json["key"]["group"] == "eng", "keys create --group --workspace binds to the "
+              "group of that workspace (%r)" % r.stderr)
+    # delete: refused while a key is bound
+    r = env.ctl("groups", "delete", "late")
+    res.check(r.returncode == 1 and r.stderr.startswith(b"secretctl: conflict: "),
+              "groups delete while a key is bound: exit 1 conflict (%r)" % r.stderr)
+    r = env.ctl("groups", "list", "--json")
+    res.check("late" in [x.get("id") for x in (r.json or {}).get("groups", [])],
+              "the refused delete left the group in place")
+    r = env.ctl("keys", "delete", gkid or "none")
+    res.check(r.returncode == 0, "delete the bound key")
+    r = env.ctl("groups", "delete", "late")
+    res.check(r.returncode == 0 and r.stdout == b"deleted group late\n",
+              "groups delete once no key is bound: exit 0, 'deleted group late' (%r)" % r.stdout)
+    r = env.ctl("groups", "delete", "ops", "--json")
+    res.check(r.returncode == 0 and r.json == {"deleted": True}, "groups delete --json")
+    r = env.ctl("groups", "delete", "ops")
+    res.check(r.returncode == 1 and r.stderr.startswith(b"secretctl: not_found: "),
+              "groups delete of a deleted group: exit 1 not_found (%r)" % r.stderr)
+    r = env.ctl("groups", "delete", "nope", "--json")
+    res.check(r.returncode == 1 and r.json and r.json["error"]["code"] == "not_found",
+              "groups delete of an unknown id --json: the error object")
+    r = env.ctl("groups", "delete", "../keys")
+    res.check(r.returncode == 1 and b"not_found" in r.stderr,
+              "an id like ../keys is sent as one path segment: exit 1 not_found (%r)" % r.stderr)
+    r = env.ctl("groups", "list", "--json")
+    ids = [x.get("id") for x in (r.json or {}).get("groups", [])]
+    res.check("late" not in ids and "ops" not in ids and "eng" in ids,
+              "deleted groups are gone from the list")
+    r = env.ctl("groups", "delete", "eng", "--workspace", "other")
+    res.check(r.returncode == 1 and b"conflict" in r.stderr,
+              "groups delete --workspace: other's eng still has gk3 bound (exit 1 conflict)")
+    # permissions: keys:admin
+    r = env.ctl("keys", "create", "--name", "greader", "--permissions", "secrets:read", "--json")
+    rtok = (r.json or {}).get("token")
+    r = env.ctl("keys", "create", "--name", "gadmin", "--permissions", "keys:admin", "--json")
+    atok = (r.json or {}).get("token")
+    if not (rtok and atok):
+        res.check(False, "set-up: keys for the groups permission checks")
+        return
+    for args in (["groups", "list"], ["groups", "create", "nope2"], ["groups", "delete", "eng"]):
+        r = env.ctl(*args, key=rtok)
+        res.check(r.returncode == 1 and r.stderr.startswith(b"secretctl: forbidden: "),
+                  "a key without keys:admin: %s -> exit 1 forbidden (%r)" %
+                  (" ".join(args), r.stderr))
+    r = env.ctl("groups", "create", "by_admin", "--json", key=atok)
+    r2 = env.ctl("groups", "list", "--json", key=atok)
+    r3 = env.ctl("groups", "delete", "by_admin", key=atok)
+    res.check(r.returncode == 0 and "by_admin" in [x["id"] for x in r2.json["groups"]] and
+              r3.returncode == 0, "a keys:admin key creates, lists and deletes groups")
+    r = env.ctl("groups", "list", "--workspace", "other", key=atok)
+    res.check(r.returncode == 1 and b"forbidden" in r.stderr,
+              "a keys:admin key without root: groups list --workspace other -> exit 1 forbidden")
+
+
 def t_keyring(env, res):
     r = env.ctl("keyring", "status", "--json")
     cur = (r.json or {}).get("current")
@@ -526,7 +729,7 @@ def main():
     env = Env(res)
     if not res.check(env.start(), "secretproxy starts and is ready"):
         res.finish()
-    for t in (t_usage, t_values, t_secrets, t_list, t_keys, t_keyring, t_tty,
+    for t in (t_usage, t_values, t_secrets, t_list, t_keys, t_groups, t_keyring, t_tty,
               t_transport, t_hygiene):
         try:
             t(env, res)
