@@ -76,7 +76,7 @@ static void audit_line(struct api_req *ar, int status, enum sp_err_code code)
     if (sp_buf_printf(&b, NULL,
                       "{\"ts\":\"%s\",\"type\":\"api\",\"request_id\":\"%s\",\"method\":\"%s\","
                       "\"route\":\"%s\",\"status\":%d,\"code\":\"%s\",\"duration_ms\":%.3f",
-                      ts, ar->rid, ar->rt ? sp_api_method_name(ar->rt->method) : "?", path, status,
+                      ts, ar->rid, ar->rt ? sp_http_method_name(ar->rt->method) : "?", path, status,
                       sp_err_wire(code), (double)us / 1000.0) < 0)
         goto out;
     if (ar->rt && ar->rt->action &&
@@ -92,8 +92,7 @@ static void audit_line(struct api_req *ar, int status, enum sp_err_code code)
         sp_buf_printf(&b, NULL, ",\"secret\":{\"name\":\"%s\",\"scope\":\"%s\"}", ar->audit_name,
                       ar->audit_scope) < 0)
         goto out;
-    if (ar->audit_target[0] &&
-        sp_buf_printf(&b, NULL, ",\"target_key\":\"%s\"", ar->audit_target) < 0)
+    if (ar->audit_target[0] && sp_buf_printf(&b, NULL, ",\"target\":\"%s\"", ar->audit_target) < 0)
         goto out;
     if (sp_buf_addstr(&b, "}", NULL) < 0)
         goto out;
@@ -161,28 +160,6 @@ void api_fail_code(struct api_req *ar, enum sp_err_code code, const char *fmt, .
 }
 
 /* ---- small helpers ---- */
-
-const char *sp_api_method_name(int m)
-{
-    switch (m) {
-    case EVHTTP_REQ_GET:
-        return "GET";
-    case EVHTTP_REQ_POST:
-        return "POST";
-    case EVHTTP_REQ_PUT:
-        return "PUT";
-    case EVHTTP_REQ_DELETE:
-        return "DELETE";
-    case EVHTTP_REQ_PATCH:
-        return "PATCH";
-    case EVHTTP_REQ_HEAD:
-        return "HEAD";
-    case EVHTTP_REQ_OPTIONS:
-        return "OPTIONS";
-    default:
-        return "OTHER";
-    }
-}
 
 const char *api_param(const struct api_req *ar, const char *name)
 {
@@ -441,7 +418,7 @@ static void route(struct api_req *ar, const char *path)
         if (!match(routes[i].pattern, path, ar->arg, sizeof(ar->arg)))
             continue;
         snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s", allow[0] ? ", " : "",
-                 sp_api_method_name(routes[i].method));
+                 sp_http_method_name(routes[i].method));
         if (routes[i].method == method) {
             ar->rt = &routes[i];
             break;
@@ -537,7 +514,8 @@ struct sp_api *sp_api_new(struct event_base *base, const struct sp_conf *conf,
         sp_err_set(err, SP_E_CONFIG, "api.listen: need host:port");
         goto fail;
     }
-    if (!evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port)) {
+    api->bound = evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
+    if (!api->bound) {
         sp_err_set(err, SP_E_CONFIG, "api.listen: cannot listen on %s", conf->api_listen.s);
         goto fail;
     }
@@ -545,6 +523,14 @@ struct sp_api *sp_api_new(struct event_base *base, const struct sp_conf *conf,
 fail:
     sp_api_free(api);
     return NULL;
+}
+
+void sp_api_stop_accepting(struct sp_api *api)
+{
+    if (api && api->bound) {
+        evhttp_del_accept_socket(api->http, api->bound);
+        api->bound = NULL;
+    }
 }
 
 void sp_api_set_conf(struct sp_api *api, const struct sp_conf *conf)

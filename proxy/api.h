@@ -22,6 +22,8 @@ SP_MUSTCHECK struct sp_api *sp_api_new(struct event_base *base, const struct sp_
                                        struct sp_store *store, struct sp_keyring *kr,
                                        struct sp_err *err);
 void sp_api_set_conf(struct sp_api *api, const struct sp_conf *conf);
+/* Close the listening socket (draining); requests in flight go on. */
+void sp_api_stop_accepting(struct sp_api *api);
 /* Stop listening; requests in flight are answered when their store calls
  * return. NULL ok. */
 void sp_api_free(struct sp_api *api);

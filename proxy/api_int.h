@@ -37,6 +37,7 @@ struct api_route {
 struct sp_api {
     struct event_base *base;
     struct evhttp *http;
+    struct evhttp_bound_socket *bound;
     struct sp_store *store;
     struct sp_keyring *kr;
     const struct sp_conf *conf;
@@ -74,8 +75,6 @@ void api_reply_text(struct api_req *ar, int status, const char *json);
 void api_fail(struct api_req *ar, const struct sp_err *err);
 void api_fail_code(struct api_req *ar, enum sp_err_code code, const char *fmt, ...) SP_PRINTF(3, 4);
 
-/* "GET", "PUT", ... for an EVHTTP_REQ_* value. */
-const char *sp_api_method_name(int method);
 /* May this caller use scope s (in its workspace)? */
 int api_scope_allowed(const struct api_req *ar, const char *s);
 /* The query parameter's value, or NULL. */

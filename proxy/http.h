@@ -37,6 +37,9 @@ const char *sp_http_reason(int status);
  */
 int sp_http_credential(const char *v, char *out, size_t outsz, int allow_basic);
 
+/* "GET", "PUT", ... for an EVHTTP_REQ_* value. */
+const char *sp_http_method_name(int method);
+
 /* Content-Type is application/json (parameters allowed). */
 int sp_http_is_json(struct evhttp_request *req);
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <pcre2.h>
@@ -16,6 +17,7 @@
 
 #include "api.h"
 #include "metrics.h"
+#include "proxy_int.h"
 #include "conf.h"
 #include "keyring.h"
 #include "sp.h"
@@ -33,6 +35,10 @@ struct app {
     struct sp_keyring *kr;
     struct sp_store *store;
     struct sp_api *api;
+    struct sp_worker *workers;
+    int nworkers;
+    int stopping;
+    struct event *stop_check;
     struct event *sigterm, *sigint, *sighup, *tick;
     int bootstrap_done;
     unsigned ticks;
@@ -233,12 +239,32 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- signals ---- */
 
-static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+static void on_stop_check(evutil_socket_t fd, short what, void *arg)
 {
     struct app *a = arg;
 
-    sp_log(SP_LOG_INFO, NULL, "signal %d: shutting down", (int)sig);
-    event_base_loopbreak(a->base);
+    if (sp_workers_done(a->workers, a->nworkers))
+        event_base_loopbreak(a->base);
+}
+
+/* First SIGTERM/SIGINT: drain (listeners close, requests in flight finish
+ * up to upstream.timeout, then exit 0). A second one: exit at once. */
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *a = arg;
+    struct timeval tick = {0, 50000};
+
+    if (a->stopping) {
+        sp_log(SP_LOG_WARN, NULL, "signal %d again: exiting now", (int)sig);
+        _exit(0);
+    }
+    a->stopping = 1;
+    sp_log(SP_LOG_INFO, NULL, "signal %d: draining", (int)sig);
+    sp_api_stop_accepting(a->api);
+    sp_workers_stop(a->workers, a->nworkers);
+    a->stop_check = event_new(a->base, -1, EV_PERSIST, on_stop_check, a);
+    if (!a->stop_check || event_add(a->stop_check, &tick) < 0)
+        event_base_loopbreak(a->base);
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
@@ -283,6 +309,9 @@ static int run(struct app *a)
     }
     sp_store_set_bootstrap(a->conf->api_bootstrap_key.s);
     sp_store_set_latency_hook(sp_metrics_store_latency);
+    /* Worker loops are told to drain from this thread. */
+    if (evthread_use_pthreads() < 0)
+        goto fail;
     a->base = event_base_new();
     if (!a->base)
         goto fail;
@@ -308,11 +337,25 @@ static int run(struct app *a)
     evsignal_add(a->sighup, NULL);
     evtimer_add(a->tick, &one);
     a->last_rotation_check = -ROTATION_CHECK_MS;
-    sp_log(SP_LOG_INFO, NULL, "secretproxy %s started (key ring version %d)", SP_VERSION,
-           sp_keyring_current(a->kr));
+    a->nworkers = (int)a->conf->proxy_workers.i;
+    if (a->nworkers <= 0)
+        a->nworkers =
+            (int)sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    a->workers = sp_workers_start(a->nworkers, a->conf, a->kr, &err);
+    if (!a->workers) {
+        sp_log(SP_LOG_ERROR, NULL, "%s", err.msg);
+        goto fail;
+    }
+    sp_log(SP_LOG_INFO, NULL,
+           "secretproxy %s started: proxy %s (%d workers), api %s, key ring version %d", SP_VERSION,
+           a->conf->proxy_listen.s, a->nworkers, a->conf->api_listen.s, sp_keyring_current(a->kr));
     event_base_dispatch(a->base);
     rc = 0;
 fail:
+    sp_workers_stop(a->workers, a->nworkers);
+    sp_workers_free(a->workers, a->nworkers);
+    if (a->stop_check)
+        event_free(a->stop_check);
     if (a->tick)
         event_free(a->tick);
     if (a->sigterm)

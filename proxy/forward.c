@@ -1,0 +1,519 @@
+/*
+ * forward.c - one forward-proxy request, from the client's absolute-form
+ * request to the upstream's streamed answer:
+ *
+ *   PARSE      target, framing and hop-by-hop headers, caller's key
+ *   RESOLVING  sp_resolver_run: key + every reference, one round trip
+ *   UPSTREAM   the substituted request is sent; nothing was sent before
+ *   STREAMING  the answer's head went to the client; body through the
+ *              request's redactor
+ *   DONE       fwd_free(): the one place a request ends
+ *
+ * Every failure before STREAMING answers with the error table's status and
+ * nothing reaches the upstream; a failure during STREAMING closes the
+ * client connection so the answer can never look complete.
+ */
+#include "proxy_int.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define MAX_HEADERS 200
+#define CLIENT_BACKLOG (4 << 20) /* pause the upstream above this much unsent */
+
+enum fwd_state {
+    FWD_PARSE = 1,
+    FWD_RESOLVING,
+    FWD_UPSTREAM,
+    FWD_STREAMING,
+    FWD_DONE,
+};
+
+struct fwd {
+    struct sp_worker *w;
+    struct evhttp_request *req;
+    struct evhttp_connection *evcon;
+    enum fwd_state state;
+    char rid[SP_REQUEST_ID_LEN + 1];
+    int64_t t0_us, t_store_us, t_upstream_us;
+    char method[16];
+    struct sp_target target;
+    char *uri; /* copy of the request target (path/query point into it) */
+    char token[256];
+    struct sp_rheader headers[MAX_HEADERS];
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+    struct sp_resolution *res;
+    struct sp_upstream_req *up;
+    struct sp_redact_stream *stream;
+    int status, client_gone, paused;
+    uint64_t bytes_out;
+    enum sp_err_code code;
+};
+
+static void fwd_free(struct fwd *f);
+
+/* ---- logging ---- */
+
+/* The path as the client sent it, JSON-escaped, with every $secret: token
+ * masked: a token is a short-lived capability and has no place in a log. */
+static int append_path(struct sp_buf *b, const char *p, size_t n)
+{
+    struct sp_text_ref ref;
+    size_t at = 0;
+
+    if (!p)
+        return 0;
+    while (sp_text_scan(p, n, at, SP_TEXT_SCAN_PERCENT, &ref)) {
+        size_t keep = ref.kind == SP_TEXT_REF_TOKEN ? (size_t)(ref.key - p) : ref.start + ref.len;
+        if (sp_json_escape(b, p + at, keep - at, NULL) < 0)
+            return -1;
+        if (ref.kind == SP_TEXT_REF_TOKEN && sp_buf_addstr(b, SP_REDACTED, NULL) < 0)
+            return -1;
+        at = ref.start + ref.len;
+    }
+    return sp_json_escape(b, p + at, n - at, NULL);
+}
+
+static void access_line(struct fwd *f)
+{
+    struct sp_buf b;
+    char ts[40];
+    const struct sp_key *k = f->res ? sp_resolution_key(f->res) : NULL;
+    size_t nrefs = f->res ? sp_resolution_refs(f->res) : 0;
+    struct sp_redactor *red = f->res ? sp_resolution_redactor(f->res) : NULL;
+    struct sp_log_ctx ctx = {f->rid, red ? sp_redactor_log_hook : NULL, red};
+
+    sp_buf_init(&b, 0, 0);
+    sp_time_format(ts, sizeof(ts), sp_now_ms());
+    if (sp_buf_printf(&b, NULL,
+                      "{\"ts\":\"%s\",\"type\":\"proxy\",\"request_id\":\"%s\",\"method\":\"%s\","
+                      "\"host\":\"%s\",\"port\":%d,\"scheme\":\"%s\",\"path\":\"",
+                      ts, f->rid, f->method, f->target.host, f->target.port,
+                      f->target.https ? "https" : "http") < 0 ||
+        append_path(&b, f->target.path, f->target.path_len) < 0 ||
+        sp_buf_printf(&b, NULL,
+                      "\",\"status\":%d,\"code\":\"%s\",\"decision\":\"%s\",\"bytes_in\":%zu,"
+                      "\"bytes_out\":%llu,\"duration_ms\":%.3f,\"store_ms\":%.3f,"
+                      "\"upstream_ms\":%.3f",
+                      f->status, sp_err_wire(f->code), f->code == SP_E_OK ? "allow" : "deny",
+                      f->body_len, (unsigned long long)f->bytes_out,
+                      (double)(sp_mono_us() - f->t0_us) / 1000.0, (double)f->t_store_us / 1000.0,
+                      (double)f->t_upstream_us / 1000.0) < 0)
+        goto out;
+    if (k && sp_buf_printf(&b, NULL, ",\"caller\":{\"key_id\":\"%s\",\"workspace\":\"%s\"}", k->id,
+                           k->workspace) < 0)
+        goto out;
+    if (sp_buf_addstr(&b, ",\"refs\":[", NULL) < 0)
+        goto out;
+    for (size_t i = 0; i < nrefs; i++) {
+        const char *name, *scope;
+        if (sp_resolution_ref(f->res, i, &name, &scope) == 0 &&
+            sp_buf_printf(&b, NULL, "%s{\"name\":\"%s\",\"scope\":\"%s\"}", i ? "," : "", name,
+                          scope) < 0)
+            goto out;
+    }
+    if (sp_buf_addstr(&b, "]}", NULL) < 0)
+        goto out;
+    if (f->w->conf->log_access.i)
+        sp_log_line(&ctx, b.data, b.len);
+    /* Requests that used secrets are audit events of their workspace. */
+    if (k && nrefs && f->w->conf->log_audit_stream_maxlen.i > 0) {
+        struct sp_buf clean;
+        sp_buf_init(&clean, 0, 0);
+        if (red && sp_redactor_redact(red, b.data, b.len, &clean, NULL) == 0)
+            sp_store_audit(f->w->store, k->workspace, clean.data, clean.len,
+                           (long)f->w->conf->log_audit_stream_maxlen.i);
+        sp_buf_free(&clean);
+    }
+out:
+    sp_buf_free(&b);
+}
+
+/* ---- replies ---- */
+
+static void fail(struct fwd *f, const struct sp_err *err)
+{
+    struct sp_log_ctx ctx = {f->rid, NULL, NULL};
+    struct sp_err e = *err;
+
+    f->code = err->code;
+    f->status = sp_err_http_status(err->code);
+    /* An error message never holds a value, but redact anyway. */
+    if (f->res && sp_resolution_redactor(f->res)) {
+        struct sp_buf red;
+        sp_buf_init(&red, sizeof(e.msg) - 1, 0);
+        if (sp_redactor_redact(sp_resolution_redactor(f->res), err->msg, strlen(err->msg), &red,
+                               NULL) == 0)
+            snprintf(e.msg, sizeof(e.msg), "%s", red.data ? red.data : "");
+        sp_buf_free(&red);
+    }
+    /* Answer even when the client is gone: libevent frees a request that
+     * lost its connection when it is answered. */
+    if (err->code == SP_E_PROXY_AUTH_REQUIRED)
+        evhttp_add_header(evhttp_request_get_output_headers(f->req), "Proxy-Authenticate",
+                          "Basic realm=\"secretproxy\"");
+    sp_http_reply_error(f->req, f->rid, &e);
+    if (err->code >= SP_E_INTERNAL)
+        sp_log(SP_LOG_WARN, &ctx, "%s", e.msg);
+    fwd_free(f);
+}
+
+static void fail_code(struct fwd *f, enum sp_err_code code, const char *msg)
+{
+    struct sp_err e;
+
+    sp_err_set(&e, code, "%s", msg);
+    fail(f, &e);
+}
+
+/* The answer already started: make it visibly incomplete (no final chunk,
+ * fewer bytes than Content-Length) by closing the client's socket. */
+static void abort_client(struct fwd *f)
+{
+    struct bufferevent *bev = f->evcon ? evhttp_connection_get_bufferevent(f->evcon) : NULL;
+
+    if (bev && bufferevent_getfd(bev) >= 0)
+        shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+}
+
+/* ---- upstream callbacks ---- */
+
+static int on_up_head(void *arg, const struct sp_upstream_head *hd)
+{
+    struct fwd *f = arg;
+    const struct sp_upstream_header *h = hd->headers;
+    size_t n = hd->n_headers;
+    int64_t content_length = hd->content_length;
+    char reason[128];
+    struct evkeyvalq *out = evhttp_request_get_output_headers(f->req);
+    int redact = f->stream != NULL;
+
+    if (f->client_gone)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char name[256];
+        if (h[i].name_len >= sizeof(name) || sp_target_hop_header(h[i].name, h[i].name_len))
+            continue;
+        memcpy(name, h[i].name, h[i].name_len);
+        name[h[i].name_len] = '\0';
+        /* evhttp wants NUL-terminated values; header values cannot hold NUL. */
+        {
+            char *v = strndup(h[i].value, h[i].value_len);
+            if (!v)
+                return -1;
+            evhttp_add_header(out, name, v);
+            free(v);
+        }
+    }
+    /* Redaction may change the length: then the answer goes chunked. */
+    if (content_length >= 0 && !redact) {
+        char cl[32];
+        snprintf(cl, sizeof(cl), "%lld", (long long)content_length);
+        evhttp_add_header(out, "Content-Length", cl);
+    }
+    evhttp_add_header(out, "Via", "1.1 secretproxy");
+    evhttp_add_header(out, "Secretproxy-Request-Id", f->rid);
+    snprintf(reason, sizeof(reason), "%.*s", (int)(hd->reason_len < 100 ? hd->reason_len : 100),
+             hd->reason ? hd->reason : "");
+    f->status = hd->status;
+    f->state = FWD_STREAMING;
+    evhttp_send_reply_start(f->req, hd->status, reason[0] ? reason : sp_http_reason(hd->status));
+    return 0;
+}
+
+static void on_client_drained(struct evhttp_connection *evcon, void *arg)
+{
+    struct fwd *f = arg;
+
+    if (f->paused && f->up) {
+        f->paused = 0;
+        sp_upstream_pause(f->up, 0);
+    }
+}
+
+static int send_chunk(struct fwd *f, const char *p, size_t n)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(f->evcon);
+
+    if (!b || evbuffer_add(b, p, n) < 0) {
+        if (b)
+            evbuffer_free(b);
+        return -1;
+    }
+    evhttp_send_reply_chunk_with_cb(f->req, b, on_client_drained, f);
+    evbuffer_free(b);
+    f->bytes_out += n;
+    if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > CLIENT_BACKLOG && !f->paused) {
+        f->paused = 1;
+        sp_upstream_pause(f->up, 1);
+    }
+    return 0;
+}
+
+static int on_up_body(void *arg, const char *p, size_t n)
+{
+    struct fwd *f = arg;
+    struct sp_buf out;
+    int rc;
+
+    if (f->client_gone)
+        return -1;
+    if (!f->stream)
+        return send_chunk(f, p, n);
+    sp_buf_init(&out, 0, 0);
+    rc = sp_redact_stream_feed(f->stream, p, n, &out, NULL);
+    if (rc == 0 && out.len)
+        rc = send_chunk(f, out.data, out.len);
+    sp_buf_free(&out);
+    return rc;
+}
+
+static void on_up_done(void *arg, const struct sp_err *err, int head_sent)
+{
+    struct fwd *f = arg;
+
+    f->up = NULL;
+    f->t_upstream_us = sp_mono_us() - f->t_upstream_us;
+    if (err && !head_sent) {
+        fail(f, err);
+        return;
+    }
+    if (err) {
+        f->code = err->code;
+        abort_client(f);
+    } else if (f->stream) {
+        struct sp_buf out;
+        sp_buf_init(&out, 0, 0);
+        if (sp_redact_stream_finish(f->stream, &out, NULL) < 0 ||
+            (out.len && send_chunk(f, out.data, out.len) < 0)) {
+            f->code = SP_E_INTERNAL;
+            abort_client(f);
+        }
+        sp_buf_free(&out);
+    }
+    evhttp_send_reply_end(f->req);
+    fwd_free(f);
+}
+
+/* ---- after resolution ---- */
+
+static void start_upstream(struct fwd *f)
+{
+    struct sp_upstream_header hs[MAX_HEADERS + 2];
+    struct sp_upstream_request r;
+    struct sp_upstream_callbacks cbs = {on_up_head, on_up_body, on_up_done};
+    struct sp_buf url, host;
+    const struct sp_buf *body = sp_resolution_body(f->res);
+    int redact = f->w->conf->proxy_echo_redaction.i && sp_resolution_refs(f->res) > 0;
+    size_t n = 0;
+    struct sp_err err;
+
+    sp_buf_init(&url, 0, 1);
+    sp_buf_init(&host, 0, 0);
+    if (sp_target_url(&f->target, sp_resolution_path(f->res), sp_resolution_query(f->res), &url) <
+            0 ||
+        sp_target_authority(&f->target, &host) < 0) {
+        fail_code(f, SP_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    hs[n++] = (struct sp_upstream_header){"Host", 4, host.data, host.len};
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const struct sp_buf *v = sp_resolution_header(f->res, i);
+        /* Echo redaction needs a plain body: ask for no content coding. */
+        if (redact && f->headers[i].name_len == 15 &&
+            strncasecmp(f->headers[i].name, "Accept-Encoding", 15) == 0)
+            continue;
+        hs[n++] = (struct sp_upstream_header){f->headers[i].name, f->headers[i].name_len,
+                                              v ? v->data : f->headers[i].value,
+                                              v ? v->len : f->headers[i].value_len};
+    }
+    hs[n++] = (struct sp_upstream_header){"Via", 3, "1.1 secretproxy", 15};
+    sp_fill_upstream_request(&r, f->method, &url, hs, n, body ? body->data : f->body,
+                             body ? body->len : f->body_len);
+    if (redact) {
+        f->stream = sp_redact_stream_new(sp_resolution_redactor(f->res), &err);
+        if (!f->stream) {
+            fail(f, &err);
+            goto out;
+        }
+    }
+    f->state = FWD_UPSTREAM;
+    f->t_upstream_us = sp_mono_us();
+    f->up = sp_upstream_start(f->w->upstream, &r, &cbs, f, &err);
+    if (!f->up)
+        fail(f, &err);
+out:
+    sp_buf_free(&url);
+    sp_buf_free(&host);
+}
+
+static void on_resolved(struct sp_resolution *res, const struct sp_err *err, void *arg)
+{
+    struct fwd *f = arg;
+
+    f->res = res;
+    f->t_store_us = sp_mono_us() - f->t_store_us;
+    if (f->client_gone) {
+        fail_code(f, SP_E_BAD_REQUEST, "The client went away");
+        return;
+    }
+    if (err) {
+        fail(f, err);
+        return;
+    }
+    start_upstream(f);
+}
+
+/* ---- the request ---- */
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct fwd *f = arg;
+
+    f->client_gone = 1;
+    f->evcon = NULL;
+    if (f->up) {
+        sp_upstream_cancel(f->up);
+        f->up = NULL;
+        /* The request lost its connection: answering it frees it. */
+        if (f->state == FWD_STREAMING)
+            evhttp_send_reply_end(f->req);
+        else
+            evhttp_send_reply(f->req, 502, "Bad Gateway", NULL);
+        f->code = SP_E_UPSTREAM_ERROR;
+        fwd_free(f);
+    }
+    /* While RESOLVING, on_resolved sees client_gone and answers. */
+}
+
+static int collect_headers(struct fwd *f, struct evkeyvalq *in, struct sp_err *err)
+{
+    const char *conn = evhttp_find_header(in, "Connection");
+
+    for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
+        size_t n = strlen(kv->key);
+        if (sp_target_hop_header(kv->key, n) ||
+            (conn && sp_target_named_by_connection(conn, kv->key, n)))
+            continue;
+        if (f->nheaders == MAX_HEADERS)
+            return sp_err_set(err, SP_E_HEADERS_TOO_LARGE, "More than %d headers", MAX_HEADERS);
+        f->headers[f->nheaders++] = (struct sp_rheader){kv->key, n, kv->value, strlen(kv->value)};
+    }
+    return 0;
+}
+
+static int parse(struct fwd *f, struct sp_caller *asserted, struct sp_err *err)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(f->req);
+    struct evbuffer *body = evhttp_request_get_input_buffer(f->req);
+    static const char *const ctx_headers[] = {"Secretproxy-User", "Secretproxy-Function",
+                                              "Secretproxy-App", "Secretproxy-Env"};
+    const char **ctx_fields[] = {&asserted->user, &asserted->function, &asserted->app,
+                                 &asserted->env};
+
+    if (sp_target_parse(f->uri, &f->target, err) < 0 || sp_target_check_framing(in, err) < 0 ||
+        sp_worker_check_target(f->w, &f->target, err) < 0)
+        return -1;
+    if (sp_http_credential(evhttp_find_header(in, "Proxy-Authorization"), f->token,
+                           sizeof(f->token), 1) < 0)
+        return sp_err_set(err, SP_E_PROXY_AUTH_REQUIRED,
+                          "Proxy authentication required (an API key as the password of "
+                          "HTTP_PROXY=http://x:KEY@host:port, or Proxy-Authorization: Bearer)");
+    for (size_t i = 0; i < SP_ARRAY_LEN(ctx_headers); i++) {
+        const char *v = evhttp_find_header(in, ctx_headers[i]);
+        if (v && !sp_valid_name(v, strlen(v)))
+            return sp_err_set(err, SP_E_BAD_REQUEST, "Invalid %s header", ctx_headers[i]);
+        *ctx_fields[i] = v;
+    }
+    if (collect_headers(f, in, err) < 0)
+        return -1;
+    f->body_len = evbuffer_get_length(body);
+    f->body = f->body_len ? (const char *)evbuffer_pullup(body, -1) : NULL;
+    return 0;
+}
+
+void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
+{
+    struct fwd *f = calloc(1, sizeof(*f));
+    struct sp_caller asserted;
+    struct sp_rrequest q;
+    struct sp_resolve_opts o;
+    struct sp_err err;
+    int rc;
+
+    if (!f) {
+        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        return;
+    }
+    f->w = w;
+    f->req = req;
+    f->evcon = evhttp_request_get_connection(req);
+    f->state = FWD_PARSE;
+    f->t0_us = sp_mono_us();
+    f->code = SP_E_OK;
+    sp_http_request_id(f->rid);
+    snprintf(f->method, sizeof(f->method), "%s",
+             sp_http_method_name((int)evhttp_request_get_command(req)));
+    w->inflight++;
+    f->uri = strdup(evhttp_request_get_uri(req));
+    memset(&asserted, 0, sizeof(asserted));
+    if (!f->uri) {
+        fail_code(f, SP_E_INTERNAL, "out of memory");
+        return;
+    }
+    if (parse(f, &asserted, &err) < 0) {
+        fail(f, &err);
+        return;
+    }
+    memset(&q, 0, sizeof(q));
+    q.host = f->target.host;
+    q.path = f->target.path, q.path_len = f->target.path_len;
+    q.query = f->target.query, q.query_len = f->target.query_len;
+    q.headers = f->headers, q.nheaders = f->nheaders;
+    q.body = f->body, q.body_len = f->body_len;
+    q.content_type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    memset(&o, 0, sizeof(o));
+    o.required_perms = SP_PERM_PROXY;
+    o.empty_hosts_any = strcmp(w->conf->secrets_empty_hosts.s, "any") == 0;
+    o.default_app = w->conf->proxy_default_app.s;
+    o.default_env = w->conf->proxy_default_env.s;
+    o.max_body = (size_t)w->conf->proxy_max_body_size.i * 2 + 65536;
+    if (f->evcon)
+        evhttp_connection_set_closecb(f->evcon, on_client_close, f);
+    f->state = FWD_RESOLVING;
+    f->t_store_us = sp_mono_us();
+    rc = sp_resolver_run(w->store, f->token, strlen(f->token), &asserted, &q, &o, on_resolved, f,
+                         &err);
+    /* The key is needed only to start the resolution. */
+    sp_wipe(f->token, sizeof(f->token));
+    if (rc < 0)
+        fail(f, &err);
+}
+
+static void fwd_free(struct fwd *f)
+{
+    f->state = FWD_DONE;
+    if (f->up)
+        sp_upstream_cancel(f->up);
+    if (f->evcon && !f->client_gone)
+        evhttp_connection_set_closecb(f->evcon, NULL, NULL);
+    access_line(f);
+    sp_metrics_request(f->w->metric_route, f->status, sp_mono_us() - f->t0_us);
+    if (f->code != SP_E_OK)
+        sp_metrics_denial(f->code);
+    f->w->inflight--;
+    sp_redact_stream_free(f->stream);
+    sp_resolution_free(f->res);
+    free(f->uri);
+    sp_wipe(f, sizeof(*f));
+    free(f);
+}

@@ -1,0 +1,74 @@
+/*
+ * proxy_int.h - what the forward proxy's files share: the worker (one
+ * thread, one event base, its own store connection, upstream client and
+ * listener) and the request entry points. Private to proxy/.
+ */
+#ifndef SP_PROXY_INT_H
+#define SP_PROXY_INT_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "conf.h"
+#include "http.h"
+#include "keyring.h"
+#include "metrics.h"
+#include "resolver.h"
+#include "store.h"
+#include "target.h"
+#include "upstream.h"
+
+struct sp_worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    const struct sp_conf *conf; /* borrowed; swapped on the worker's thread at reload */
+    struct sp_keyring *kr;
+    struct sp_store *store;
+    struct sp_upstream *upstream;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    int listen_fd;
+    int inflight;
+    int metric_route, metric_fetch;
+    int draining;
+    int64_t drain_deadline_us;
+    struct event *drain_timer;
+    atomic_int finished;
+    /* the proxy's own listeners, refused as targets */
+    char own_host[2][256];
+    int own_port[2];
+};
+
+/* Start n workers on proxy.listen (SO_REUSEPORT); each runs until
+ * sp_workers_stop(). Returns the array (n entries) or NULL with err. */
+SP_MUSTCHECK struct sp_worker *sp_workers_start(int n, const struct sp_conf *conf,
+                                                struct sp_keyring *kr, struct sp_err *err);
+/* Stop accepting, let requests in flight finish (up to upstream.timeout),
+ * then end each worker's loop. Non-blocking; poll sp_workers_done(). */
+void sp_workers_stop(struct sp_worker *w, int n);
+int sp_workers_done(struct sp_worker *w, int n);
+/* Join and free every worker (after sp_workers_done, or to force). */
+void sp_workers_free(struct sp_worker *w, int n);
+/* Is host:port one of this proxy's own listeners? */
+int sp_worker_is_own_listener(const struct sp_worker *w, const char *host, int port);
+
+/* Refuse the proxy's own listeners as a target, then apply
+ * upstream.upgrade_hosts. */
+SP_MUSTCHECK int sp_worker_check_target(const struct sp_worker *w, struct sp_target *t,
+                                        struct sp_err *err);
+
+/* An upstream request for method/url/headers and a buffered body (framed
+ * with Content-Length when there is one or the method carries one). */
+void sp_fill_upstream_request(struct sp_upstream_request *r, const char *method,
+                              const struct sp_buf *url, const struct sp_upstream_header *h,
+                              size_t n, const void *body, size_t body_len);
+
+/* An absolute-form request on a worker (forward.c). */
+void sp_forward_request(struct sp_worker *w, struct evhttp_request *req);
+/* POST /v1/fetch on a worker (fetch.c). */
+void sp_fetch_request(struct sp_worker *w, struct evhttp_request *req);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * worker.c - proxy workers: one thread and one event base each, with its own
+ * SO_REUSEPORT listener on proxy.listen, Redis connection and upstream
+ * client, so nothing is shared on the request path. Draining on SIGTERM:
+ * stop accepting, let requests in flight finish (up to upstream.timeout),
+ * then end the loop.
+ */
+#include "proxy_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/http_struct.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct sp_worker *w = arg;
+    const char *uri = evhttp_request_get_uri(req);
+
+    /* evhttp closes proxy-style (absolute-form) requests after each reply
+     * unless Proxy-Connection: keep-alive; we keep the client's connection
+     * by HTTP/1.1 rules instead (PERF-NOTES 1). */
+    req->flags &= ~EVHTTP_PROXY_REQUEST;
+    if (w->draining) {
+        struct sp_err e;
+        sp_err_set(&e, SP_E_STORE_UNAVAILABLE, "The proxy is shutting down");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        sp_http_reply_error(req, NULL, &e);
+        return;
+    }
+    if (uri && uri[0] == '/') {
+        if (strncmp(uri, "/v1/fetch", 9) == 0 && (uri[9] == '\0' || uri[9] == '?')) {
+            sp_fetch_request(w, req);
+            return;
+        }
+        {
+            struct sp_err e;
+            sp_err_set(&e, SP_E_NOT_FOUND,
+                       "This is a forward proxy: send absolute-form requests (HTTP_PROXY), or "
+                       "POST /v1/fetch");
+            sp_http_reply_error(req, NULL, &e);
+        }
+        return;
+    }
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
+        struct sp_err e;
+        sp_err_set(&e, SP_E_METHOD_NOT_ALLOWED,
+                   "CONNECT is not supported yet: send http:// URLs (upstream.upgrade_hosts "
+                   "turns them into https upstream)");
+        sp_http_reply_error(req, NULL, &e);
+        return;
+    }
+    sp_forward_request(w, req);
+}
+
+/* A listening socket of our own: SO_REUSEPORT so every worker accepts on
+ * the same address, TCP_NODELAY inherited by accepted sockets. */
+static int listen_socket(const char *host, int port, struct sp_err *err)
+{
+    struct addrinfo hints, *ai = NULL;
+    char ports[16];
+    int fd = -1, one = 1, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(ports, sizeof(ports), "%d", port);
+    rc = getaddrinfo(host, ports, &hints, &ai);
+    if (rc != 0 || !ai)
+        return sp_err_set(err, SP_E_CONFIG, "proxy.listen: cannot resolve %s: %s", host,
+                          gai_strerror(rc));
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        sp_err_set(err, SP_E_CONFIG, "proxy.listen: cannot listen on %s:%d: %s", host, port,
+                   strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static void set_own_listeners(struct sp_worker *w, const struct sp_conf *c)
+{
+    const char *addrs[2] = {c->proxy_listen.s, c->api_listen.s};
+    int is_unix;
+
+    for (int i = 0; i < 2; i++)
+        if (sp_conf_parse_addr(addrs[i], w->own_host[i], sizeof(w->own_host[i]), &w->own_port[i],
+                               &is_unix) < 0)
+            w->own_port[i] = -1;
+}
+
+static int loopback_or_any(const char *h)
+{
+    return strcasecmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
+           strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcasecmp(h, "localhost.") == 0;
+}
+
+int sp_worker_is_own_listener(const struct sp_worker *w, const char *host, int port)
+{
+    for (int i = 0; i < 2; i++) {
+        if (w->own_port[i] != port)
+            continue;
+        if (strcasecmp(host, w->own_host[i]) == 0 ||
+            (loopback_or_any(host) && (loopback_or_any(w->own_host[i]))))
+            return 1;
+    }
+    return 0;
+}
+
+void sp_fill_upstream_request(struct sp_upstream_request *r, const char *method,
+                              const struct sp_buf *url, const struct sp_upstream_header *h,
+                              size_t n, const void *body, size_t body_len)
+{
+    int has_body = body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                   strcmp(method, "PATCH") == 0;
+
+    memset(r, 0, sizeof(*r));
+    r->method = method;
+    r->method_len = strlen(method);
+    r->url = url->data;
+    r->url_len = url->len;
+    r->headers = h;
+    r->n_headers = n;
+    r->body_kind = has_body ? SP_UPSTREAM_BODY_BUFFER : SP_UPSTREAM_BODY_NONE;
+    r->body = body;
+    r->body_len = body_len;
+    r->flags = strcmp(method, "HEAD") == 0 ? SP_UPSTREAM_F_HEAD : 0;
+}
+
+int sp_worker_check_target(const struct sp_worker *w, struct sp_target *t, struct sp_err *err)
+{
+    if (sp_worker_is_own_listener(w, t->host, t->port))
+        return sp_err_set(err, SP_E_DESTINATION_DENIED,
+                          "The target is one of this proxy's own listeners");
+    sp_target_upgrade(w->conf, t);
+    return 0;
+}
+
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct sp_worker *w = arg;
+
+    if (w->inflight <= 0 || sp_mono_us() > w->drain_deadline_us)
+        event_base_loopbreak(w->base);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct sp_worker *w = arg;
+    struct timeval tick = {0, 50000};
+
+    w->draining = 1;
+    if (w->bound) {
+        evhttp_del_accept_socket(w->http, w->bound);
+        w->bound = NULL;
+    }
+    w->drain_deadline_us = sp_mono_us() + w->conf->upstream_timeout.i * 1000;
+    w->drain_timer = event_new(w->base, -1, EV_PERSIST, on_drain_check, w);
+    if (!w->drain_timer || event_add(w->drain_timer, &tick) < 0)
+        event_base_loopbreak(w->base);
+}
+
+static void *worker_main(void *arg)
+{
+    struct sp_worker *w = arg;
+
+    event_base_dispatch(w->base);
+    /* The store first: its pending callbacks answer requests while the
+     * listener still owns their connections. */
+    sp_store_free(w->store);
+    w->store = NULL;
+    sp_upstream_free(w->upstream);
+    w->upstream = NULL;
+    sp_resolver_thread_cleanup();
+    atomic_store(&w->finished, 1);
+    return NULL;
+}
+
+static int worker_init(struct sp_worker *w, const struct sp_conf *c, struct sp_keyring *kr,
+                       struct sp_err *err)
+{
+    struct sp_upstream_opts uo;
+    char host[256];
+    int port, is_unix;
+
+    w->conf = c;
+    w->kr = kr;
+    w->listen_fd = -1;
+    set_own_listeners(w, c);
+    w->metric_route = sp_metrics_route("proxy");
+    w->metric_fetch = sp_metrics_route("/v1/fetch");
+    w->base = event_base_new();
+    if (!w->base)
+        return sp_err_set(err, SP_E_INTERNAL, "cannot create an event base");
+    w->store = sp_store_new(w->base, c, kr, err);
+    if (!w->store)
+        return -1;
+    memset(&uo, 0, sizeof(uo));
+    sp_upstream_opts_from_conf(&uo, c);
+    w->upstream = sp_upstream_new(w->base, &uo, err);
+    if (!w->upstream)
+        return -1;
+    w->http = evhttp_new(w->base);
+    if (!w->http)
+        return sp_err_set(err, SP_E_INTERNAL, "out of memory");
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_CONNECT);
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)c->proxy_max_header_size.i);
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)c->proxy_max_body_size.i);
+    evhttp_set_timeout(w->http, (int)((c->proxy_client_timeout.i + 999) / 1000));
+    evhttp_set_gencb(w->http, on_request, w);
+    if (sp_conf_parse_addr(c->proxy_listen.s, host, sizeof(host), &port, &is_unix) < 0 || is_unix)
+        return sp_err_set(err, SP_E_CONFIG, "proxy.listen: need host:port");
+    w->listen_fd = listen_socket(host, port, err);
+    if (w->listen_fd < 0)
+        return -1;
+    w->bound = evhttp_accept_socket_with_handle(w->http, w->listen_fd);
+    if (!w->bound)
+        return sp_err_set(err, SP_E_CONFIG, "proxy.listen: cannot accept on %s", c->proxy_listen.s);
+    return 0;
+}
+
+struct sp_worker *sp_workers_start(int n, const struct sp_conf *conf, struct sp_keyring *kr,
+                                   struct sp_err *err)
+{
+    struct sp_worker *w = calloc((size_t)n, sizeof(*w));
+
+    if (!w) {
+        sp_err_set(err, SP_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        w[i].id = i;
+        if (worker_init(&w[i], conf, kr, err) < 0)
+            goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
+            sp_err_set(err, SP_E_INTERNAL, "cannot start worker threads");
+            /* Threads already running are stopped by the caller's free. */
+            for (int j = i; j < n; j++)
+                atomic_store(&w[j].finished, 1);
+            sp_workers_stop(w, i);
+            sp_workers_free(w, n);
+            return NULL;
+        }
+    }
+    return w;
+fail:
+    for (int i = 0; i < n; i++)
+        atomic_store(&w[i].finished, 1);
+    sp_workers_free(w, n);
+    return NULL;
+}
+
+void sp_workers_stop(struct sp_worker *w, int n)
+{
+    for (int i = 0; w && i < n; i++)
+        if (w[i].base && w[i].thread)
+            event_base_once(w[i].base, -1, EV_TIMEOUT, on_stop, &w[i], NULL);
+}
+
+int sp_workers_done(struct sp_worker *w, int n)
+{
+    for (int i = 0; w && i < n; i++)
+        if (!atomic_load(&w[i].finished))
+            return 0;
+    return 1;
+}
+
+void sp_workers_free(struct sp_worker *w, int n)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < n; i++) {
+        if (w[i].thread)
+            pthread_join(w[i].thread, NULL);
+        sp_store_free(w[i].store);
+        sp_upstream_free(w[i].upstream);
+        if (w[i].drain_timer)
+            event_free(w[i].drain_timer);
+        if (w[i].http)
+            evhttp_free(w[i].http); /* closes listen_fd through the bound socket */
+        else if (w[i].listen_fd >= 0)
+            close(w[i].listen_fd);
+        if (w[i].base)
+            event_base_free(w[i].base);
+    }
+    free(w);
+}
