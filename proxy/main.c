@@ -36,6 +36,8 @@ struct app {
     struct sp_store *store;
     struct sp_api *api;
     struct sp_worker *workers;
+    struct sp_conf **retired; /* configurations workers may still read */
+    size_t nretired;
     int nworkers;
     int stopping;
     struct event *stop_check;
@@ -282,9 +284,20 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     (void)sp_log_level_parse(c->log_level.s, &lvl);
     if (sp_log_open(c->log_file.s, lvl, &err) < 0)
         sp_log(SP_LOG_ERROR, NULL, "SIGHUP: %s", err.msg);
+    {
+        struct sp_conf **r = realloc(a->retired, (a->nretired + 1) * sizeof(*r));
+        if (!r) {
+            sp_log(SP_LOG_ERROR, NULL, "SIGHUP: out of memory, keeping the running configuration");
+            sp_conf_free(c);
+            return;
+        }
+        a->retired = r;
+    }
     sp_store_reconfigure(a->store, c);
     sp_api_set_conf(a->api, c);
-    sp_conf_free(a->conf);
+    sp_workers_reconfigure(a->workers, a->nworkers, c);
+    /* Workers switch on their own threads: keep the old one until exit. */
+    a->retired[a->nretired++] = a->conf;
     a->conf = c;
     sp_log(SP_LOG_INFO, NULL, "configuration reloaded");
 }
@@ -449,6 +462,9 @@ int main(int argc, char **argv)
     }
     rc = run(&a);
     sp_conf_free(a.conf);
+    for (size_t i = 0; i < a.nretired; i++)
+        sp_conf_free(a.retired[i]);
+    free(a.retired);
     sp_log_close();
     return rc;
 }

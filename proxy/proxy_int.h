@@ -37,6 +37,7 @@ struct sp_worker {
     int64_t drain_deadline_us;
     struct event *drain_timer;
     atomic_int finished;
+    _Atomic(const struct sp_conf *) next_conf; /* handed over by sp_workers_reconfigure */
     /* the proxy's own listeners, refused as targets */
     char own_host[2][256];
     int own_port[2];
@@ -50,6 +51,10 @@ SP_MUSTCHECK struct sp_worker *sp_workers_start(int n, const struct sp_conf *con
  * then end each worker's loop. Non-blocking; poll sp_workers_done(). */
 void sp_workers_stop(struct sp_worker *w, int n);
 int sp_workers_done(struct sp_worker *w, int n);
+/* Hand a reloaded configuration to every worker; each switches to it on
+ * its own thread. conf must outlive the workers (the caller keeps retired
+ * configurations until exit). */
+void sp_workers_reconfigure(struct sp_worker *w, int n, const struct sp_conf *conf);
 /* Join and free every worker (after sp_workers_done, or to force). */
 void sp_workers_free(struct sp_worker *w, int n);
 /* Is host:port one of this proxy's own listeners? */

@@ -504,7 +504,9 @@ static CURLcode easy_setup(struct sp_upstream_req *req)
     SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
     SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     SETOPT(CURLOPT_CAPATH, NULL); /* the CA file alone is cached per pool */
-    if (req->ca) {
+    if (req->ca && req->ca->fd >= 0) {
+        SETOPT(CURLOPT_CAINFO, req->ca->path);
+    } else if (req->ca) {
         struct curl_blob blob = {req->ca->data, req->ca->len, CURL_BLOB_NOCOPY};
         SETOPT(CURLOPT_CAINFO_BLOB, &blob);
     }
@@ -647,8 +649,12 @@ int sp_upstream_set_opts(struct sp_upstream *u, const struct sp_upstream_opts *o
     opts_numbers(u, opts);
     up_guard_free(u->guard);
     u->guard = guard;
-    up_ca_unref(u->ca);
-    u->ca = ca;
+    if (up_ca_same(u->ca, ca)) {
+        up_ca_unref(ca); /* same trust: keep the file pooled connections name */
+    } else {
+        up_ca_unref(u->ca);
+        u->ca = ca;
+    }
     return 0;
 fail:
     up_guard_free(guard);

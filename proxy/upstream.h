@@ -16,7 +16,8 @@
  *
  * Secret hygiene: URLs, header values and bodies may hold secret values.
  * They never appear in an error message (which names the host only) and
- * every copy this layer or the HTTP library makes is wiped when freed.
+ * every copy this layer or the HTTP library makes is wiped when freed (the
+ * TLS library's record buffers excepted).
  *
  * The implementation (libcurl's multi interface on libevent today) is not
  * part of the interface: nothing here names it.
@@ -42,9 +43,10 @@ struct sp_upstream_req;
  * the defaults noted.
  */
 struct sp_upstream_opts {
-    int64_t connect_timeout_ms; /* TCP connect + TLS handshake; 0 = 5000 */
+    int64_t connect_timeout_ms; /* DNS, TCP connect and TLS handshake; 0 = 5000 */
     int64_t timeout_ms;         /* the whole exchange, head and body; 0 = 30000 */
-    int64_t idle_timeout_ms;    /* keep an idle pooled connection; 0 = never reuse */
+    int64_t idle_timeout_ms;    /* reuse an idle pooled connection (whole seconds,
+                                   rounded up); 0 = never reuse */
     const char *ca_file;        /* extra PEM bundle trusted besides the system one;
                                    NULL or "" = system bundle only */
     int allow_private;          /* 1 = allow loopback/private/link-local dials */
@@ -147,8 +149,9 @@ struct sp_upstream_callbacks {
      * The exchange ended: err is NULL on success, else its code is
      * SP_E_UPSTREAM_ERROR (refused, reset, DNS or TLS failure, malformed or
      * truncated response, a callback aborted), SP_E_UPSTREAM_TIMEOUT (connect
-     * or total timeout) or SP_E_DESTINATION_DENIED (the SSRF guard); its
-     * message names the host, never the path or query. head_sent tells
+     * or total timeout), SP_E_DESTINATION_DENIED (the SSRF guard) or
+     * SP_E_INTERNAL (out of memory); its message names the host, never the
+     * path or query. head_sent tells
      * whether on_head was called: if so, the client connection must be
      * closed rather than answered with an error. err is borrowed until the
      * call returns; the request is freed after it.
@@ -157,12 +160,17 @@ struct sp_upstream_callbacks {
 };
 
 /*
- * A client bound to base (which must outlive it). Returns NULL and err
- * (SP_E_CONFIG: an unreadable ca_file, an own address that does not parse;
- * SP_E_INTERNAL: out of memory) on failure. The first call in the process
- * installs wiping allocators in the HTTP library (every block it frees is
- * overwritten first: roughly one memset of each freed block, a few
- * microseconds per request).
+ * A client bound to base (which must outlive it). Reads ca_file and
+ * resolves own address names: call at start-up or reload, not on the
+ * request path. Returns NULL and err (SP_E_CONFIG: an unreadable ca_file or
+ * one without a PEM certificate, an own address that does not parse or
+ * resolve; SP_E_INTERNAL: out of memory) on failure.
+ *
+ * The first call in the process initialises the HTTP library with wiping
+ * allocators: every block it frees (URL, header lines, bodies, buffers) is
+ * overwritten first. Measured cost: about 1 us of CPU on a ~37 us small
+ * request. Nothing else in the process may initialise libcurl earlier (it
+ * would keep the plain allocators).
  */
 SP_MUSTCHECK struct sp_upstream *
 sp_upstream_new(struct event_base *base, const struct sp_upstream_opts *opts, struct sp_err *err);

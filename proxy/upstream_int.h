@@ -62,10 +62,13 @@ struct up_link {
     struct up_link *prev, *next;
 };
 
-/* The trusted CA bundle when ca_file is set: system bundle + ca_file, handed
- * to the HTTP library without a copy, so each request holds a reference. */
+/* The trusted CA bundle when ca_file is set: system bundle + ca_file, as a
+ * file at path (fd >= 0) or else as a blob handed to the HTTP library
+ * without a copy; each request holds a reference. */
 struct up_ca {
     unsigned refs;
+    int fd;
+    char path[40];
     size_t len;
     char data[];
 };

@@ -270,6 +270,35 @@ fail:
     return NULL;
 }
 
+static void on_reconfigure(evutil_socket_t fd, short what, void *arg)
+{
+    struct sp_worker *w = arg;
+    const struct sp_conf *c = atomic_load(&w->next_conf);
+    struct sp_upstream_opts uo;
+    struct sp_err err;
+
+    if (!c || c == w->conf)
+        return;
+    w->conf = c;
+    sp_store_reconfigure(w->store, c);
+    memset(&uo, 0, sizeof(uo));
+    sp_upstream_opts_from_conf(&uo, c);
+    if (sp_upstream_set_opts(w->upstream, &uo, &err) < 0)
+        sp_log(SP_LOG_ERROR, NULL, "worker %d: upstream settings kept: %s", w->id, err.msg);
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)c->proxy_max_header_size.i);
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)c->proxy_max_body_size.i);
+    evhttp_set_timeout(w->http, (int)((c->proxy_client_timeout.i + 999) / 1000));
+}
+
+void sp_workers_reconfigure(struct sp_worker *w, int n, const struct sp_conf *conf)
+{
+    for (int i = 0; w && i < n; i++) {
+        atomic_store(&w[i].next_conf, conf);
+        if (w[i].base && w[i].thread)
+            event_base_once(w[i].base, -1, EV_TIMEOUT, on_reconfigure, &w[i], NULL);
+    }
+}
+
 void sp_workers_stop(struct sp_worker *w, int n)
 {
     for (int i = 0; w && i < n; i++)

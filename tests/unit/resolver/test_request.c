@@ -300,6 +300,56 @@ static void failures_are_all_or_nothing_and_ordered(void **state)
     sp_resolution_free(x.r);
 }
 
+/* Revocation and expiry after a token was minted take effect at once. */
+static void revoke_and_expiry_after_minting(void **state)
+{
+    struct fx *f = *state;
+    char hv[160];
+    struct sp_rheader h = {"X-A", 3, hv, 0};
+    struct sp_secret_write w;
+    struct sp_rrequest q;
+    struct sp_err err;
+    struct res x;
+    int done = 0;
+
+    snprintf(hv, sizeof(hv), "$secret:%s", f->tok_ref);
+    h.value_len = strlen(hv);
+    memset(&q, 0, sizeof(q));
+    q.host = "api.stripe.com", q.path = "/", q.path_len = 1, q.headers = &h, q.nheaders = 1;
+    x = run(f, f->token, &q, NULL);
+    assert_int_equal(x.err.code, SP_E_OK);
+    sp_resolution_free(x.r);
+
+    memset(&w, 0, sizeof(w));
+    w.has_revoked = 1;
+    w.revoked = 1;
+    assert_int_equal(sp_store_secret_write(f->s, f->ws, "workspace", "STRIPE", SP_WRITE_UPDATE, &w,
+                                           on_meta, &done, &err),
+                     0);
+    assert_true(tu_run_until(f->base, &done, 5000));
+    x = run(f, f->token, &q, NULL);
+    assert_int_equal(x.err.code, SP_E_SECRET_REVOKED);
+    assert_string_equal(x.err.msg, "Secret 'STRIPE' has been revoked");
+    sp_resolution_free(x.r);
+
+    memset(&w, 0, sizeof(w));
+    w.has_revoked = 1;
+    w.has_expires = 1;
+    w.expires_at = sp_now_ms() + 300;
+    done = 0;
+    assert_int_equal(sp_store_secret_write(f->s, f->ws, "workspace", "STRIPE", SP_WRITE_UPDATE, &w,
+                                           on_meta, &done, &err),
+                     0);
+    assert_true(tu_run_until(f->base, &done, 5000));
+    x = run(f, f->token, &q, NULL);
+    assert_int_equal(x.err.code, SP_E_OK);
+    sp_resolution_free(x.r);
+    usleep(400 * 1000);
+    x = run(f, f->token, &q, NULL);
+    assert_int_equal(x.err.code, SP_E_SECRET_EXPIRED);
+    sp_resolution_free(x.r);
+}
+
 static void asserted_context_needs_the_permission(void **state)
 {
     struct fx *f = *state;
@@ -363,6 +413,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(every_place_gets_its_encoding, setup, teardown),
         cmocka_unit_test_setup_teardown(failures_are_all_or_nothing_and_ordered, setup, teardown),
         cmocka_unit_test_setup_teardown(asserted_context_needs_the_permission, setup, teardown),
+        cmocka_unit_test_setup_teardown(revoke_and_expiry_after_minting, setup, teardown),
         cmocka_unit_test_setup_teardown(twenty_references_one_round_trip, setup, teardown),
     };
     if (!tu_redis_url()) {

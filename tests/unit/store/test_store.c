@@ -905,6 +905,33 @@ static void reconnects_after_restart_and_times_out_when_frozen(void **state)
     tu_redis_stop(pid);
 }
 
+/* Redis over a unix socket, with a database number in the URL. */
+static void connects_over_a_unix_socket(void **state)
+{
+    struct fx *f = *state;
+    int port = tu_free_port();
+    char sock[128], url[160];
+    const char *extra[] = {"--unixsocket", sock, "--unixsocketperm", "700", NULL};
+    struct sp_conf *c;
+    struct sp_store *s;
+    struct sp_err err;
+    pid_t pid;
+
+    snprintf(sock, sizeof(sock), "%s/redis.sock", f->dir);
+    pid = tu_redis_start(port, extra);
+    assert_true(pid > 0);
+    snprintf(url, sizeof(url), "unix://%s?db=3", sock);
+    c = conf_for(url, "1s");
+    s = sp_store_new(f->base, c, f->kr, &err);
+    assert_non_null(s);
+    for (int i = 0; i < 300 && sp_store_state(s) != SP_STORE_READY; i++)
+        tu_run_for(f->base, 10);
+    assert_int_equal(sp_store_state(s), SP_STORE_READY);
+    sp_store_free(s);
+    sp_conf_free(c);
+    tu_redis_stop(pid);
+}
+
 /* Redis with ACL users and a non-zero database. */
 static void authenticates_with_acl_user_and_selects_db(void **state)
 {
@@ -959,6 +986,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(authenticates_with_acl_user_and_selects_db, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(connects_over_a_unix_socket, setup, teardown),
     };
     if (!tu_redis_url()) {
         printf("SP_TEST_REDIS_URL is not set: run through scripts/test.sh\n");
