@@ -54,8 +54,12 @@ secretproxy is starting (Ctrl-C stops it).
 Use it:
   export SECRETPROXY_API_URL=http://$API
   export SECRETPROXY_API_KEY=\$(cat .secretproxy/bootstrap.key)
-  export HTTP_PROXY=http://x:\$SECRETPROXY_API_KEY@$PROXY
-  (see README.md, "First request", once the API and proxy listeners are in)
+  printf %s 'my-token' | build/secretctl secrets set DEMO_TOKEN --hosts httpbin.org
+  KEY=\$(build/secretctl keys create --name demo --permissions proxy --json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  export http_proxy=http://x:\$KEY@$PROXY HTTP_PROXY=http://x:\$KEY@$PROXY
+  curl -H 'Authorization: Bearer \$Secret{DEMO_TOKEN}' http://httpbin.org/headers
+  (README.md, "First request through the proxy")
 
 EOT
 exec "$ROOT/build/secretproxy" -c conf/secretproxy.conf
