@@ -138,6 +138,56 @@ void api_reply_secret(struct api_req *ar, int status, struct sp_buf *body)
     finish(ar, status, SP_E_OK);
 }
 
+void api_reply_one(struct api_req *ar, int status, const char *field, const void *item,
+                   api_render_fn render)
+{
+    struct sp_buf b;
+    struct sp_err e;
+
+    sp_buf_init(&b, 0, 0);
+    if (sp_buf_printf(&b, &e, "{\"%s\":", field) < 0 || render(item, &b, &e) < 0 ||
+        sp_buf_addstr(&b, "}\n", &e) < 0) {
+        sp_buf_free(&b);
+        api_fail(ar, &e);
+        return;
+    }
+    api_reply(ar, status, &b);
+    sp_buf_free(&b);
+}
+
+void api_reply_list(struct api_req *ar, const char *field, const void *items, size_t count,
+                    size_t size, api_render_fn render)
+{
+    struct sp_buf b;
+    struct sp_err e;
+
+    sp_buf_init(&b, 0, 0);
+    if (sp_buf_printf(&b, &e, "{\"%s\":[", field) < 0)
+        goto fail;
+    for (size_t i = 0; i < count; i++)
+        if ((i && sp_buf_addstr(&b, ",", &e) < 0) ||
+            render((const char *)items + i * size, &b, &e) < 0)
+            goto fail;
+    if (sp_buf_addstr(&b, "]}\n", &e) < 0)
+        goto fail;
+    api_reply(ar, 200, &b);
+    sp_buf_free(&b);
+    return;
+fail:
+    sp_buf_free(&b);
+    api_fail(ar, &e);
+}
+
+void api_on_deleted(const struct sp_err *err, void *arg)
+{
+    struct api_req *ar = arg;
+
+    if (err)
+        api_fail(ar, err);
+    else
+        api_reply_text(ar, 200, "{\"deleted\":true}\n");
+}
+
 void api_fail(struct api_req *ar, const struct sp_err *err)
 {
     if (err->code == SP_E_UNAUTHORIZED)

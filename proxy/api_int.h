@@ -70,6 +70,16 @@ struct api_req {
 /* Replies that end the request. */
 void api_reply(struct api_req *ar, int status, struct sp_buf *body);
 void api_reply_secret(struct api_req *ar, int status, struct sp_buf *body);
+/* Renders one item (struct sp_key, sp_group, sp_secret_meta ...) as JSON. */
+typedef int (*api_render_fn)(const void *item, struct sp_buf *out, struct sp_err *err);
+/* {"field": item} and {"field": [items...]} (items is an array of count
+ * elements of size bytes). */
+void api_reply_one(struct api_req *ar, int status, const char *field, const void *item,
+                   api_render_fn render);
+void api_reply_list(struct api_req *ar, const char *field, const void *items, size_t count,
+                    size_t size, api_render_fn render);
+/* Store callback for deletions: {"deleted":true}, or the store's error. */
+void api_on_deleted(const struct sp_err *err, void *arg);
 /* A constant JSON body. */
 void api_reply_text(struct api_req *ar, int status, const char *json);
 void api_fail(struct api_req *ar, const struct sp_err *err);

@@ -114,31 +114,23 @@ void api_key_create(struct api_req *ar)
         api_fail(ar, &err);
 }
 
+static int render_key(const void *k, struct sp_buf *out, struct sp_err *err)
+{
+    return sp_key_json(k, out, err);
+}
+
+static int render_group(const void *g, struct sp_buf *out, struct sp_err *err)
+{
+    return sp_group_json(g, out, err);
+}
+
 static void on_key_list(const struct sp_key *keys, size_t count, const struct sp_err *err,
                         void *arg)
 {
-    struct api_req *ar = arg;
-    struct sp_buf b;
-    struct sp_err e;
-
-    if (err) {
-        api_fail(ar, err);
-        return;
-    }
-    sp_buf_init(&b, 0, 0);
-    if (sp_buf_addstr(&b, "{\"keys\":[", &e) < 0)
-        goto fail;
-    for (size_t i = 0; i < count; i++)
-        if ((i && sp_buf_addstr(&b, ",", &e) < 0) || sp_key_json(&keys[i], &b, &e) < 0)
-            goto fail;
-    if (sp_buf_addstr(&b, "]}\n", &e) < 0)
-        goto fail;
-    api_reply(ar, 200, &b);
-    sp_buf_free(&b);
-    return;
-fail:
-    sp_buf_free(&b);
-    api_fail(ar, &e);
+    if (err)
+        api_fail(arg, err);
+    else
+        api_reply_list(arg, "keys", keys, count, sizeof(*keys), render_key);
 }
 
 void api_key_list(struct api_req *ar)
@@ -147,16 +139,6 @@ void api_key_list(struct api_req *ar)
 
     if (sp_store_key_list(ar->api->store, ar->ws, on_key_list, ar, &err) < 0)
         api_fail(ar, &err);
-}
-
-static void on_key_deleted(const struct sp_err *err, void *arg)
-{
-    struct api_req *ar = arg;
-    if (err) {
-        api_fail(ar, err);
-        return;
-    }
-    api_reply_text(ar, 200, "{\"deleted\":true}\n");
 }
 
 void api_key_delete(struct api_req *ar)
@@ -168,7 +150,7 @@ void api_key_delete(struct api_req *ar)
         api_fail_code(ar, SP_E_NOT_FOUND, "API key not found");
         return;
     }
-    if (sp_store_key_delete(ar->api->store, ar->ws, ar->arg, on_key_deleted, ar, &err) < 0)
+    if (sp_store_key_delete(ar->api->store, ar->ws, ar->arg, api_on_deleted, ar, &err) < 0)
         api_fail(ar, &err);
 }
 
@@ -178,8 +160,6 @@ static void on_group_created(const struct sp_err *err, void *arg)
 {
     struct api_req *ar = arg;
     struct sp_group g;
-    struct sp_buf b;
-    struct sp_err e;
 
     if (err) {
         api_fail(ar, err);
@@ -196,15 +176,7 @@ static void on_group_created(const struct sp_err *err, void *arg)
                  ? json_string_value(json_object_get(ar->body, "description"))
                  : "");
     g.created_at = sp_now_ms();
-    sp_buf_init(&b, 0, 0);
-    if (sp_buf_addstr(&b, "{\"group\":", &e) < 0 || sp_group_json(&g, &b, &e) < 0 ||
-        sp_buf_addstr(&b, "}\n", &e) < 0) {
-        sp_buf_free(&b);
-        api_fail(ar, &e);
-        return;
-    }
-    api_reply(ar, 201, &b);
-    sp_buf_free(&b);
+    api_reply_one(ar, 201, "group", &g, render_group);
 }
 
 void api_group_create(struct api_req *ar)
@@ -236,28 +208,10 @@ void api_group_create(struct api_req *ar)
 static void on_group_list(const struct sp_group *groups, size_t count, const struct sp_err *err,
                           void *arg)
 {
-    struct api_req *ar = arg;
-    struct sp_buf b;
-    struct sp_err e;
-
-    if (err) {
-        api_fail(ar, err);
-        return;
-    }
-    sp_buf_init(&b, 0, 0);
-    if (sp_buf_addstr(&b, "{\"groups\":[", &e) < 0)
-        goto fail;
-    for (size_t i = 0; i < count; i++)
-        if ((i && sp_buf_addstr(&b, ",", &e) < 0) || sp_group_json(&groups[i], &b, &e) < 0)
-            goto fail;
-    if (sp_buf_addstr(&b, "]}\n", &e) < 0)
-        goto fail;
-    api_reply(ar, 200, &b);
-    sp_buf_free(&b);
-    return;
-fail:
-    sp_buf_free(&b);
-    api_fail(ar, &e);
+    if (err)
+        api_fail(arg, err);
+    else
+        api_reply_list(arg, "groups", groups, count, sizeof(*groups), render_group);
 }
 
 void api_group_list(struct api_req *ar)
@@ -273,7 +227,7 @@ void api_group_delete(struct api_req *ar)
     struct sp_err err;
 
     snprintf(ar->audit_target, sizeof(ar->audit_target), "%.60s", ar->arg);
-    if (sp_store_group_delete(ar->api->store, ar->ws, ar->arg, on_key_deleted, ar, &err) < 0)
+    if (sp_store_group_delete(ar->api->store, ar->ws, ar->arg, api_on_deleted, ar, &err) < 0)
         api_fail(ar, &err);
 }
 

@@ -422,25 +422,20 @@ void api_secret_value(struct api_req *ar)
 
 /* ---- update, revoke, delete ---- */
 
+static int render_meta(const void *m, struct sp_buf *out, struct sp_err *err)
+{
+    return sp_secret_meta_json(m, out, err);
+}
+
 static void on_updated(const struct sp_secret_meta *m, const struct sp_err *err, void *arg)
 {
     struct secret_op *op = arg;
-    struct sp_buf b;
-    struct sp_err e;
 
     if (err) {
         op_fail(op, err);
         return;
     }
-    sp_buf_init(&b, 0, 0);
-    if (sp_buf_addstr(&b, "{\"secret\":", &e) < 0 || sp_secret_meta_json(m, &b, &e) < 0 ||
-        sp_buf_addstr(&b, "}\n", &e) < 0) {
-        sp_buf_free(&b);
-        op_fail(op, &e);
-        return;
-    }
-    api_reply(op->ar, 200, &b);
-    sp_buf_free(&b);
+    api_reply_one(op->ar, 200, "secret", m, render_meta);
     op_free(op);
 }
 
@@ -511,24 +506,14 @@ void api_secret_revoke(struct api_req *ar)
     update_secret(ar, 1);
 }
 
-static void on_deleted(const struct sp_err *err, void *arg)
-{
-    struct api_req *ar = arg;
-    if (err) {
-        api_fail(ar, err);
-        return;
-    }
-    api_reply_text(ar, 200, "{\"deleted\":true}\n");
-}
-
 void api_secret_delete(struct api_req *ar)
 {
     struct sp_err err;
 
     snprintf(ar->audit_name, sizeof(ar->audit_name), "%s", ar->arg);
     snprintf(ar->audit_scope, sizeof(ar->audit_scope), "%s", ar->scope);
-    if (sp_store_secret_delete(ar->api->store, ar->ws, ar->scope, ar->arg, on_deleted, ar, &err) <
-        0)
+    if (sp_store_secret_delete(ar->api->store, ar->ws, ar->scope, ar->arg, api_on_deleted, ar,
+                               &err) < 0)
         api_fail(ar, &err);
 }
 

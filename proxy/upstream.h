@@ -151,10 +151,9 @@ struct sp_upstream_callbacks {
      * truncated response, a callback aborted), SP_E_UPSTREAM_TIMEOUT (connect
      * or total timeout), SP_E_DESTINATION_DENIED (the SSRF guard) or
      * SP_E_INTERNAL (out of memory); its message names the host, never the
-     * path or query. head_sent tells
-     * whether on_head was called: if so, the client connection must be
-     * closed rather than answered with an error. err is borrowed until the
-     * call returns; the request is freed after it.
+     * path or query. head_sent tells whether on_head was called: if so, the
+     * client connection must be closed rather than answered with an error.
+     * err is borrowed until the call returns; the request is freed after it.
      */
     void (*on_done)(void *arg, const struct sp_err *err, int head_sent);
 };
@@ -207,9 +206,10 @@ void sp_upstream_cancel(struct sp_upstream_req *req);
 
 /*
  * Back-pressure from a slow client: while paused, on_body is not called and
- * the connection is not read (at most one more read is held). Resuming
- * delivers what was held from the event loop, never from inside this call.
- * The total timeout keeps running while paused.
+ * the connection is not read (at most one more read, 64 KiB, is held).
+ * Resuming delivers what was held from the event loop, never from inside
+ * this call. on_done can still come while paused: when no body bytes were
+ * left, or when the total timeout (which keeps running) strikes.
  */
 void sp_upstream_pause(struct sp_upstream_req *req, int paused);
 

@@ -299,7 +299,7 @@ static int head_add(struct sp_upstream_req *req, const char *p, size_t n, uint32
 /* "HTTP/1.x NNN reason" */
 static int status_line(struct sp_upstream_req *req, const char *p, size_t n)
 {
-    size_t i = 5;
+    size_t i;
 
     if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
         return -1;
