@@ -575,28 +575,37 @@ fail:
     return rc;
 }
 
-int sp_store_secret_meta(struct sp_store *s, const char *ws, const char *scope, const char *name,
-                         sp_store_meta_fn cb, void *arg, struct sp_err *err)
+/* HGETALL of one secret's hash, answered through fn with o. */
+static int hgetall_secret(struct sp_store *s, const char *ws, const char *scope, const char *name,
+                          sp_store_reply_fn fn, struct op *o, struct sp_err *err)
 {
     char prefix[160], key[560];
     const char *argv[2];
     size_t lens[2];
-    struct op *o;
 
     if (check_identity(ws, scope, name, prefix, sizeof(prefix), err) < 0)
-        return -1;
+        goto fail;
     snprintf(key, sizeof(key), "%ss:%s:%s", prefix, scope, name);
     argv[0] = "HGETALL", lens[0] = 7;
     argv[1] = key, lens[1] = strlen(key);
-    if (!(o = op_new(s, arg, err)))
+    snprintf(o->name, sizeof(o->name), "%s", name);
+    if (sp_store_command(s, fn, o, 2, argv, lens, err) < 0)
+        goto fail;
+    return 0;
+fail:
+    op_free(o);
+    return -1;
+}
+
+int sp_store_secret_meta(struct sp_store *s, const char *ws, const char *scope, const char *name,
+                         sp_store_meta_fn cb, void *arg, struct sp_err *err)
+{
+    struct op *o = op_new(s, arg, err);
+
+    if (!o)
         return -1;
     o->meta_cb = cb;
-    snprintf(o->name, sizeof(o->name), "%s", name);
-    if (sp_store_command(s, on_meta_reply, o, 2, argv, lens, err) < 0) {
-        op_free(o);
-        return -1;
-    }
-    return 0;
+    return hgetall_secret(s, ws, scope, name, on_meta_reply, o, err);
 }
 
 static void on_get_reply(struct redisReply *r, const struct sp_err *err, void *arg)
@@ -626,25 +635,12 @@ static void on_get_reply(struct redisReply *r, const struct sp_err *err, void *a
 int sp_store_secret_get(struct sp_store *s, const char *ws, const char *scope, const char *name,
                         sp_store_secret_fn cb, void *arg, struct sp_err *err)
 {
-    char prefix[160], key[560];
-    const char *argv[2];
-    size_t lens[2];
-    struct op *o;
+    struct op *o = op_new(s, arg, err);
 
-    if (check_identity(ws, scope, name, prefix, sizeof(prefix), err) < 0)
-        return -1;
-    snprintf(key, sizeof(key), "%ss:%s:%s", prefix, scope, name);
-    argv[0] = "HGETALL", lens[0] = 7;
-    argv[1] = key, lens[1] = strlen(key);
-    if (!(o = op_new(s, arg, err)))
+    if (!o)
         return -1;
     o->secret_cb = cb;
-    snprintf(o->name, sizeof(o->name), "%s", name);
-    if (sp_store_command(s, on_get_reply, o, 2, argv, lens, err) < 0) {
-        op_free(o);
-        return -1;
-    }
-    return 0;
+    return hgetall_secret(s, ws, scope, name, on_get_reply, o, err);
 }
 
 static void on_done_reply(struct redisReply *r, const struct sp_err *err, void *arg)
