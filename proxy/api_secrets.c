@@ -366,6 +366,22 @@ static int is_utf8_text(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* "value":"<JSON string>" for UTF-8 text, else "value_base64":"...". */
+static int append_value(struct sp_buf *b, const unsigned char *v, size_t n, struct sp_err *err)
+{
+    if (is_utf8_text(v, n))
+        return sp_buf_addstr(b, "\"value\":\"", err) < 0 ||
+                       sp_json_escape(b, (const char *)v, n, err) < 0 ||
+                       sp_buf_addstr(b, "\"", err) < 0
+                   ? -1
+                   : 0;
+    if (sp_buf_addstr(b, "\"value_base64\":\"", err) < 0 ||
+        sp_buf_reserve(b, sp_base64_enc_len(n) + 2, err) < 0)
+        return -1;
+    b->len += sp_base64_encode(b->data + b->len, v, n);
+    return sp_buf_addstr(b, "\"", err);
+}
+
 static void on_value(struct sp_secret *sec, const struct sp_err *err, void *arg)
 {
     struct api_req *ar = arg;
@@ -387,19 +403,9 @@ static void on_value(struct sp_secret *sec, const struct sp_err *err, void *arg)
         return;
     }
     sp_buf_init(&b, 0, 1);
-    if (is_utf8_text(sec->value, sec->value_len)) {
-        if (sp_buf_addstr(&b, "{\"value\":\"", &e) < 0 ||
-            sp_json_escape(&b, (const char *)sec->value, sec->value_len, &e) < 0 ||
-            sp_buf_addstr(&b, "\"}\n", &e) < 0)
-            goto fail;
-    } else {
-        if (sp_buf_addstr(&b, "{\"value_base64\":\"", &e) < 0 ||
-            sp_buf_reserve(&b, sp_base64_enc_len(sec->value_len) + 4, &e) < 0)
-            goto fail;
-        b.len += sp_base64_encode(b.data + b.len, sec->value, sec->value_len);
-        if (sp_buf_addstr(&b, "\"}\n", &e) < 0)
-            goto fail;
-    }
+    if (sp_buf_addstr(&b, "{", &e) < 0 || append_value(&b, sec->value, sec->value_len, &e) < 0 ||
+        sp_buf_addstr(&b, "}\n", &e) < 0)
+        goto fail;
     sp_secret_free(sec);
     api_reply_secret(ar, 200, &b);
     sp_buf_free(&b);
@@ -618,19 +624,9 @@ static void on_complete(struct sp_secret **items, size_t count, const struct sp_
             continue;
         /* Add "value" (or "value_base64") inside the object just closed. */
         b.len--;
-        if (is_utf8_text(s->value, s->value_len)) {
-            if (sp_buf_addstr(&b, ",\"value\":\"", &e) < 0 ||
-                sp_json_escape(&b, (const char *)s->value, s->value_len, &e) < 0 ||
-                sp_buf_addstr(&b, "\"}", &e) < 0)
-                goto fail;
-        } else {
-            if (sp_buf_addstr(&b, ",\"value_base64\":\"", &e) < 0 ||
-                sp_buf_reserve(&b, sp_base64_enc_len(s->value_len) + 4, &e) < 0)
-                goto fail;
-            b.len += sp_base64_encode(b.data + b.len, s->value, s->value_len);
-            if (sp_buf_addstr(&b, "\"}", &e) < 0)
-                goto fail;
-        }
+        if (sp_buf_addstr(&b, ",", &e) < 0 || append_value(&b, s->value, s->value_len, &e) < 0 ||
+            sp_buf_addstr(&b, "}", &e) < 0)
+            goto fail;
     }
     if (sp_buf_addstr(&b, "]}\n", &e) < 0)
         goto fail;
