@@ -28,10 +28,11 @@ struct fetch {
     struct sp_rheader headers[MAX_FETCH_HEADERS];
     size_t nheaders;
     struct sp_buf body; /* sensitive: may hold values after decode */
-    const char *extra[2];
-    size_t extra_len[2];
+    const char *extra[SP_FETCH_AWSV4_CREDS];
+    size_t extra_len[SP_FETCH_AWSV4_CREDS];
     size_t nextra;
-    int auth_kind; /* 0 none, 1 basic, 2 bearer */
+    int auth_kind; /* 0 none, 1 basic, 2 bearer, 3 awsv4 */
+    struct sp_fetch_awsv4 aws;
     struct sp_resolution *res;
     struct sp_upstream_req *up;
     int status;
@@ -60,6 +61,7 @@ static void fetch_free(struct fetch *f)
     sp_free_wiped_str(f->url);
     sp_buf_free(&f->body);
     sp_buf_free(&f->resp_body);
+    sp_fetch_awsv4_clear(&f->aws);
     sp_resolution_free(f->res);
     sp_wipe(f, sizeof(*f));
     free(f);
@@ -206,17 +208,23 @@ fail:
 
 static int parse_auth(struct fetch *f, json_t *a, struct sp_err *err)
 {
-    json_t *basic, *bearer;
+    json_t *basic, *bearer, *aws;
 
     if (!a || json_is_null(a))
         return 0;
     if (!json_is_object(a) || json_object_size(a) != 1)
         return sp_err_set(err, SP_E_BAD_REQUEST,
                           "'auth' is one of {basic:{username,password}}, {bearer:{token}}, "
-                          "{awsv4:{...}}");
-    if (json_object_get(a, "awsv4"))
-        return sp_err_set(err, SP_E_BAD_REQUEST,
-                          "auth.awsv4 is not supported yet; use basic or bearer");
+                          "{awsv4:{access_key_id,secret_access_key,region,service,...}}");
+    if ((aws = json_object_get(a, "awsv4"))) {
+        if (sp_fetch_awsv4_parse(aws, &f->aws, err) < 0)
+            return -1;
+        for (size_t i = 0; i < f->aws.ncred; i++)
+            f->extra[i] = f->aws.cred[i], f->extra_len[i] = f->aws.cred_len[i];
+        f->nextra = f->aws.ncred;
+        f->auth_kind = 3;
+        return 0;
+    }
     if ((basic = json_object_get(a, "basic"))) {
         json_t *u = json_object_get(basic, "username"), *p = json_object_get(basic, "password");
         if (!json_is_string(u) || !json_is_string(p) || strchr(json_string_value(u), ':'))
@@ -409,14 +417,17 @@ static void on_done(void *arg, const struct sp_err *err, int head_sent)
 
 /* ---- resolution and the upstream request ---- */
 
-/* The resolved auth block as an Authorization header value. A value that
- * would break the header (CR, LF, NUL) is refused like any header value. */
+/* The resolved basic or bearer block as an Authorization header value
+ * (awsv4 signs later). A value that would break the header (CR, LF, NUL)
+ * is refused like any header value. */
 static int compose_auth(struct fetch *f, struct sp_buf *auth, struct sp_err *err)
 {
     const char *v[2];
     size_t n[2];
 
-    for (size_t i = 0; i < f->nextra; i++) {
+    if (f->auth_kind != 1 && f->auth_kind != 2)
+        return 0;
+    for (size_t i = 0; i < f->nextra && i < 2; i++) {
         const struct sp_buf *b = sp_resolution_extra(f->res, i);
         v[i] = b ? b->data : f->extra[i];
         n[i] = b ? b->len : f->extra_len[i];
@@ -448,7 +459,7 @@ static int compose_auth(struct fetch *f, struct sp_buf *auth, struct sp_err *err
 static void on_resolved(struct sp_resolution *res, const struct sp_err *err, void *arg)
 {
     struct fetch *f = arg;
-    struct sp_upstream_header hs[MAX_FETCH_HEADERS + 3];
+    struct sp_upstream_header hs[MAX_FETCH_HEADERS + 2 + SP_SIGV4_MAX_SET];
     struct sp_upstream_callbacks cbs = {on_head, on_body, on_done};
     struct sp_upstream_request r;
     struct sp_buf url, auth, host;
@@ -487,8 +498,13 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
     body = sp_resolution_body(f->res);
     sp_fill_upstream_request(&r, f->method, &url, hs, n, body ? body->data : f->body.data,
                              body ? body->len : f->body.len);
+    /* SigV4 signs the request exactly as it goes upstream. */
+    if (f->auth_kind == 3 &&
+        sp_fetch_awsv4_sign(&f->aws, f->res, 0, &r, hs, sizeof(hs) / sizeof(hs[0]), &e) < 0)
+        goto fail;
     sp_buf_init(&f->resp_body, (size_t)f->w->conf->proxy_max_body_size.i, 1);
     f->up = sp_upstream_start(f->w->upstream, &r, &cbs, f, &e);
+    sp_fetch_awsv4_clear(&f->aws);
     sp_buf_free(&url);
     sp_buf_free(&auth);
     sp_buf_free(&host);

@@ -71,6 +71,47 @@ void sp_fill_upstream_request(struct sp_upstream_request *r, const char *method,
                               const struct sp_buf *url, const struct sp_upstream_header *h,
                               size_t n, const void *body, size_t body_len);
 
+/* ---- auth.awsv4 of POST /v1/fetch (fetch_awsv4.c) ---- */
+
+#define SP_FETCH_AWSV4_CREDS 3         /* access key id, secret access key, session token */
+#define SP_FETCH_AWSV4_MAX_HEADERS 128 /* headers of a request to sign, Host included */
+
+struct json_t;
+
+/* The parsed block and, once signed, the signature. The credentials borrow
+ * from the description's JSON (they may be references; the caller passes
+ * cred[0..ncred) to the resolver as extras). */
+struct sp_fetch_awsv4 {
+    const char *cred[SP_FETCH_AWSV4_CREDS];
+    size_t cred_len[SP_FETCH_AWSV4_CREDS];
+    size_t ncred; /* 2, or 3 with a session token */
+    char region[SP_SIGV4_MAX_NAME + 1];
+    char service[SP_SIGV4_MAX_NAME + 1];
+    int unsigned_payload;
+    struct sp_sigv4_result sig; /* sensitive; sp_fetch_awsv4_clear wipes it */
+};
+
+/* Read auth.awsv4 (o borrowed; a keeps pointers into it). Refuses with
+ * SP_E_BAD_REQUEST a non-object, an unknown field, a credential that is
+ * not a string (session_token may be absent or null), a region or service
+ * outside [a-z0-9-]{1,63}, a non-boolean unsigned_payload. */
+SP_MUSTCHECK int sp_fetch_awsv4_parse(struct json_t *o, struct sp_fetch_awsv4 *a,
+                                      struct sp_err *err);
+/* Sign the final request r, whose headers are hs[0..r->n_headers) (Host
+ * included) and whose url and body are what goes upstream; the resolved
+ * credentials are res's extras first_extra.. (the original text where an
+ * extra had no reference). On success the headers the signature replaces
+ * are dropped from hs, the signer's appended (cap: hs's size), r->headers
+ * and r->n_headers updated; the new values point into a->sig, so they live
+ * until sp_fetch_awsv4_clear. Refuses a credential resolving to CR, LF or
+ * NUL (SP_E_SECRET_UNSAFE_VALUE) and what the signer refuses (bad key id,
+ * header name, ...: SP_E_BAD_REQUEST); err never holds a value. */
+SP_MUSTCHECK int sp_fetch_awsv4_sign(struct sp_fetch_awsv4 *a, const struct sp_resolution *res,
+                                     size_t first_extra, struct sp_upstream_request *r,
+                                     struct sp_upstream_header *hs, size_t cap, struct sp_err *err);
+/* Wipe and free the signature (again and again ok). */
+void sp_fetch_awsv4_clear(struct sp_fetch_awsv4 *a);
+
 /* An absolute-form request on a worker (forward.c). */
 void sp_forward_request(struct sp_worker *w, struct evhttp_request *req);
 /* POST /v1/fetch on a worker (fetch.c). */

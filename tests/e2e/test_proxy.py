@@ -10,6 +10,8 @@ usage: test_proxy.py BUILD_DIR
 """
 import base64
 import concurrent.futures
+import datetime
+import types
 import json
 import os
 import socket
@@ -18,7 +20,10 @@ import sys
 import time
 import urllib.parse
 
+import botocore.auth
 import requests
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spt  # noqa: E402
@@ -30,6 +35,10 @@ VAL = {
     "CRLF": CANARY + "\r\nX-Injected: 1",
     "BOUND": CANARY + "-bound",
     "ALICE": CANARY + "-alice",
+    # an AWS credential: key id, secret access key, session token
+    "AWS_AKID": "AKIA" + CANARY.upper().replace("-", ""),
+    "AWS_SECRET": CANARY + "-wJalrXUtnFEMI/K7MDENG+bPxRfiCY",
+    "AWS_TOKEN": CANARY + "-FwoGZXIvYXdzEJr//////////wEaDM+token==",
 }
 
 
@@ -109,6 +118,146 @@ def echo_of(r):
         return r.json()
     except ValueError:
         return {}
+
+
+class FixedDatetime(datetime.datetime):
+    """botocore.auth reads the clock with datetime.datetime.utcnow(): sign
+    at the X-Amz-Date the upstream received."""
+    fixed = None
+
+    @classmethod
+    def utcnow(cls):
+        return cls.fixed
+
+
+botocore.auth.datetime = types.SimpleNamespace(datetime=FixedDatetime)
+
+# What botocore sets itself, and the framing the upstream client adds.
+AWS_SET = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256",
+           "content-length")
+
+
+def botocore_sign(rec, service, region, token, unsigned):
+    """Rebuild the request the upstream received and sign it with botocore
+    and the real keys at the received X-Amz-Date; returns its headers."""
+    hdrs = rec.get("headers", [])
+    amz_date = [v for k, v in hdrs if k.lower() == "x-amz-date"]
+    host = [v for k, v in hdrs if k.lower() == "host"]
+    if len(amz_date) != 1 or len(host) != 1:
+        return {}
+    FixedDatetime.fixed = datetime.datetime.strptime(amz_date[0], "%Y%m%dT%H%M%SZ")
+    # https only so that botocore honours an unsigned payload for non-S3
+    req = AWSRequest(method=rec["method"], url="https://" + host[0] + rec["target"],
+                     data=base64.b64decode(rec.get("body_base64", "")))
+    for k, v in hdrs:
+        if k.lower() not in AWS_SET:
+            req.headers[k] = v
+    creds = Credentials(VAL["AWS_AKID"], VAL["AWS_SECRET"], token)
+    if service == "s3":
+        req.context["client_config"] = types.SimpleNamespace(
+            s3={"payload_signing_enabled": not unsigned})
+        botocore.auth.S3SigV4Auth(creds, service, region).add_auth(req)
+    else:
+        req.context["payload_signing_enabled"] = not unsigned
+        botocore.auth.SigV4Auth(creds, service, region).add_auth(req)
+    return {k.lower(): v for k, v in req.headers.items()}
+
+
+def awsv4_section(res, e, key, refused):
+    """/v1/fetch auth.awsv4 with references, each signature checked with
+    botocore independently."""
+    e.put("AWS_AKID", VAL["AWS_AKID"])
+    e.put("AWS_SECRET", VAL["AWS_SECRET"], hosts=["127.0.0.1"])
+    e.put("AWS_TOKEN", VAL["AWS_TOKEN"])
+    tok = requests.get(e.api + "/v1/secrets/AWS_TOKEN", headers=e.auth()).json()["reference"]
+    refs = {"access_key_id": "$Secret{AWS_AKID}", "secret_access_key": "$Token{AWS_SECRET}"}
+    cases = [
+        ("a non-S3 POST (execute-api)", "execute-api", "eu-west-1", False, False, {
+            "url": e.upstream("/echo/prod/items"), "method": "POST",
+            "query": {"a": "1 2", "b": "x"}, "body": '{"k": "$Secret{GH}"}',
+            "headers": {"Content-Type": "application/json", "X-Api-Key": "$Secret{GH}",
+                        "Authorization": "stale", "X-Amz-Date": "20000101T000000Z"}}),
+        ("an S3 PUT with a session token", "s3", "us-east-1", True, False, {
+            "url": e.upstream("/echo/bucket/dir/key.txt"), "method": "PUT",
+            "body": "object bytes\n", "headers": {"Content-Type": "text/plain",
+                                                   "X-Amz-Meta-Owner": "$Secret{GH}"}}),
+        ("an unsigned payload (sts POST) with a session token", "sts", "us-east-1", True, True, {
+            "url": e.upstream("/echo"), "method": "POST",
+            "body": "Action=GetCallerIdentity&Version=2011-06-15",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"}}),
+        ("an unsigned S3 GET", "s3", "eu-central-1", False, True, {
+            "url": e.upstream("/echo/bucket/key"), "query": {"list-type": "2"}}),
+    ]
+    for what, service, region, with_token, unsigned, desc in cases:
+        aws = dict(refs, region=region, service=service)
+        if with_token:
+            aws["session_token"] = tok
+        if unsigned:
+            aws["unsigned_payload"] = True
+        desc = dict(desc, auth={"awsv4": aws})
+        before = len(e.upstream_requests())
+        fr = requests.post(e.proxy + "/v1/fetch", headers=e.auth(key), json=desc, timeout=10)
+        recs = e.upstream_requests()
+        rec = recs[-1] if len(recs) == before + 1 else {}
+        if not res.check(fr.status_code == 200 and rec,
+                         "awsv4 %s goes through: %d %s" % (what, fr.status_code, fr.text[:200])):
+            continue
+        got = {}
+        for k, v in rec["headers"]:
+            got.setdefault(k.lower(), []).append(v)
+        want = botocore_sign(rec, service, region, VAL["AWS_TOKEN"] if with_token else None,
+                             unsigned)
+        res.check(got.get("authorization") == [want.get("authorization")],
+                  "awsv4 %s: Authorization equals botocore's byte for byte:\n  %r\n  %r"
+                  % (what, got.get("authorization"), want.get("authorization")))
+        res.check(got.get("authorization", [""])[0].startswith(
+            "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, " % (
+                VAL["AWS_AKID"], got.get("x-amz-date", ["x"])[0][:8], region, service)),
+            "awsv4 %s: the credential scope names the resolved key id" % what)
+        sha = want.get("x-amz-content-sha256")
+        res.check(got.get("x-amz-content-sha256") == ([sha] if sha else None),
+                  "awsv4 %s: X-Amz-Content-Sha256 %r (botocore %r)"
+                  % (what, got.get("x-amz-content-sha256"), sha))
+        if unsigned:
+            res.check(sha == "UNSIGNED-PAYLOAD", "awsv4 %s: UNSIGNED-PAYLOAD sent" % what)
+        res.check(got.get("x-amz-security-token") ==
+                  ([VAL["AWS_TOKEN"]] if with_token else None),
+                  "awsv4 %s: X-Amz-Security-Token is the resolved token or absent" % what)
+        wire = json.dumps(rec) + base64.b64decode(rec.get("body_base64", "")).decode()
+        res.check(not any(r in wire for r in ("$Secret", "$Token", "$secret:", "Secret%7B")),
+                  "awsv4 %s: the upstream never sees reference text" % what)
+        res.check(VAL["AWS_SECRET"] not in wire,
+                  "awsv4 %s: the secret access key never goes upstream" % what)
+        res.check(fr.json().get("status") == 200 and CANARY not in fr.text,
+                  "awsv4 %s: the echoed answer is redacted" % what)
+    # The signature covers the substituted header and the caller's stale
+    # Authorization/X-Amz-Date were replaced (checked above: one of each).
+
+    def fetch(aws, url="/echo"):
+        return lambda: requests.post(e.proxy + "/v1/fetch", headers=e.auth(key), json={
+            "url": e.upstream(url), "auth": {"awsv4": aws}}, timeout=10)
+
+    base = dict(refs, region="us-east-1", service="execute-api")
+    refused("awsv4 with a non-string access_key_id", 400, "bad_request",
+            fetch(dict(base, access_key_id=5)))
+    refused("awsv4 with a non-string session_token", 400, "bad_request",
+            fetch(dict(base, session_token=["x"])))
+    refused("awsv4 without a secret_access_key", 400, "bad_request",
+            fetch({k: v for k, v in base.items() if k != "secret_access_key"}))
+    refused("awsv4 with a reference as region", 400, "bad_request",
+            fetch(dict(base, region="$Secret{GH}")))
+    refused("awsv4 with an upper-case service", 400, "bad_request",
+            fetch(dict(base, service="S3")))
+    refused("awsv4 with a non-boolean unsigned_payload", 400, "bad_request",
+            fetch(dict(base, unsigned_payload="yes")))
+    refused("awsv4 with an unknown field", 400, "bad_request",
+            fetch(dict(base, expires=60)))
+    refused("awsv4 whose session token resolves to CR/LF", 403, "secret_unsafe_value",
+            fetch(dict(base, session_token="$Secret{CRLF}")))
+    refused("awsv4 whose key id resolves to CR/LF", 403, "secret_unsafe_value",
+            fetch(dict(base, access_key_id="$Secret{CRLF}")))
+    refused("awsv4 with an unknown secret", 404, "secret_not_found",
+            fetch(dict(base, secret_access_key="$Secret{NOPE}")))
 
 
 def main():
@@ -266,9 +415,7 @@ def main():
               "/v1/fetch body substituted (raw for text/plain)")
     res.check(("q=" + VAL["GH"]) in last.get("target", ""), "/v1/fetch query substituted")
     res.check(CANARY not in fr.text, "/v1/fetch answer redacted")
-    fr = requests.post(e.proxy + "/v1/fetch", headers=e.auth(key), json={
-        "url": e.upstream("/echo"), "auth": {"awsv4": {}}}, timeout=10)
-    res.check(fr.status_code == 400, "/v1/fetch auth.awsv4 -> 400 until SigV4 lands")
+    awsv4_section(res, e, key, refused)
     fr = requests.post(e.proxy + "/v1/fetch", json={"url": e.upstream("/echo")}, timeout=10)
     res.check(fr.status_code == 407, "/v1/fetch without a key -> 407")
 
@@ -305,4 +452,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        spt.stop_all()   # also when a check raised: no Redis or upstream left behind
