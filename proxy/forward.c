@@ -41,7 +41,7 @@ struct fwd {
     struct evhttp_connection *evcon;
     enum fwd_state state;
     char rid[SP_REQUEST_ID_LEN + 1];
-    int64_t t0_us, t_store_us, t_upstream_us;
+    int64_t t0_us, t_store_us, t_upstream_us, t_upstream_start;
     char method[16];
     struct sp_target target;
     char *uri; /* copy of the request target (path/query point into it) */
@@ -160,6 +160,10 @@ static void fail(struct fwd *f, const struct sp_err *err)
     if (err->code == SP_E_PROXY_AUTH_REQUIRED)
         evhttp_add_header(evhttp_request_get_output_headers(f->req), "Proxy-Authenticate",
                           "Basic realm=\"secretproxy\"");
+    /* A refused request may have been framed other than we read it
+     * (smuggling): never read another request from this connection. */
+    if (err->code == SP_E_BAD_REQUEST || err->code == SP_E_HEADERS_TOO_LARGE)
+        evhttp_add_header(evhttp_request_get_output_headers(f->req), "Connection", "close");
     sp_http_reply_error(f->req, f->rid, &e);
     if (err->code >= SP_E_INTERNAL)
         sp_log(SP_LOG_WARN, &ctx, "%s", e.msg);
@@ -206,11 +210,19 @@ static int on_up_head(void *arg, const struct sp_upstream_head *hd)
         name[h[i].name_len] = '\0';
         /* evhttp wants NUL-terminated values; header values cannot hold NUL. */
         {
-            char *v = strndup(h[i].value, h[i].value_len);
-            if (!v)
+            /* Header values are echoes too (a Location built from the
+             * request): redact them like the body. */
+            struct sp_buf v;
+            sp_buf_init(&v, 0, 1);
+            if ((redact ? sp_redactor_redact(sp_resolution_redactor(f->res), h[i].value,
+                                             h[i].value_len, &v, NULL)
+                        : sp_buf_add(&v, h[i].value, h[i].value_len, NULL)) < 0 ||
+                sp_buf_add(&v, "", 0, NULL) < 0) {
+                sp_buf_free(&v);
                 return -1;
-            evhttp_add_header(out, name, v);
-            free(v);
+            }
+            evhttp_add_header(out, name, v.data);
+            sp_buf_free(&v);
         }
     }
     /* Redaction may change the length: then the answer goes chunked. */
@@ -282,7 +294,7 @@ static void on_up_done(void *arg, const struct sp_err *err, int head_sent)
     struct fwd *f = arg;
 
     f->up = NULL;
-    f->t_upstream_us = sp_mono_us() - f->t_upstream_us;
+    f->t_upstream_us = sp_mono_us() - f->t_upstream_start;
     if (err && !head_sent) {
         fail(f, err);
         return;
@@ -347,7 +359,7 @@ static void start_upstream(struct fwd *f)
         }
     }
     f->state = FWD_UPSTREAM;
-    f->t_upstream_us = sp_mono_us();
+    f->t_upstream_start = sp_mono_us();
     f->up = sp_upstream_start(f->w->upstream, &r, &cbs, f, &err);
     if (!f->up)
         fail(f, &err);
@@ -401,6 +413,9 @@ static int collect_headers(struct fwd *f, struct evkeyvalq *in, struct sp_err *e
 
     for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
         size_t n = strlen(kv->key);
+        if (!n || strspn(kv->key, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
+            return sp_err_set(err, SP_E_BAD_REQUEST, "Malformed header name");
         if (sp_target_hop_header(kv->key, n) ||
             (conn && sp_target_named_by_connection(conn, kv->key, n)))
             continue;

@@ -33,7 +33,7 @@ struct sp_worker {
     int listen_fd;
     int inflight;
     int metric_route, metric_fetch;
-    int draining;
+    int draining, drain_quiet;
     int64_t drain_deadline_us;
     struct event *drain_timer;
     atomic_int finished;

@@ -155,7 +155,13 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 {
     struct sp_worker *w = arg;
 
-    if (w->inflight <= 0 || sp_mono_us() > w->drain_deadline_us)
+    /* Two quiet ticks in a row: the last answers have left the output
+     * buffers before the loop (and the connections) end. */
+    if (w->inflight <= 0)
+        w->drain_quiet++;
+    else
+        w->drain_quiet = 0;
+    if (w->drain_quiet >= 2 || sp_mono_us() > w->drain_deadline_us)
         event_base_loopbreak(w->base);
 }
 
