@@ -405,37 +405,6 @@ def parse_reply(reply):
     return int(m.group(1)), hdrs, body
 
 
-# ---- a tiny Redis client (RESP) ----
+# ---- a tiny Redis client (RESP): the leak scanner's ----
 
-class Redis:
-    def __init__(self, port, timeout=3.0):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.f = self.s.makefile("rb")
-
-    def cmd(self, *args):
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(parts))
-        return self._read()
-
-    def _read(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest
-        if t == b"-":
-            raise RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            return None if n < 0 else self.f.read(n + 2)[:-2]
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RuntimeError("bad reply %r" % line)
-
-    def close(self):
-        self.s.close()
+from leak_scan import Redis  # noqa: E402,F401

@@ -25,9 +25,15 @@ def forms(marker):
 
 
 class Redis:
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port))
+    """A tiny RESP client (also used by api_client.py)."""
+
+    def __init__(self, port, timeout=None):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.f = self.s.makefile("rb")
+
+    def close(self):
+        self.f.close()
+        self.s.close()
 
     def cmd(self, *args):
         parts = [b"*%d\r\n" % len(args)]
