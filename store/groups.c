@@ -85,11 +85,7 @@ static void on_group_done(struct redisReply *r, const struct sp_err *err, void *
 static int run(struct sp_store *s, struct sp_script *sc, int nkeys, int argc, const char **argv,
                sp_store_reply_fn fn, struct group_op *o, struct sp_err *err)
 {
-    size_t lens[8];
-
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    if (sp_store_script(s, sc, nkeys, argc, argv, lens, fn, o, err) < 0) {
+    if (sp_store_script_strs(s, sc, nkeys, argc, argv, fn, o, err) < 0) {
         free(o);
         return -1;
     }

@@ -400,7 +400,6 @@ int sp_store_key_delete(struct sp_store *s, const char *ws, const char *id, sp_s
 {
     char prefix[160], key[220], set[180];
     const char *argv[3];
-    size_t lens[3];
     struct key_op *o;
 
     if (sp_store_prefix(prefix, sizeof(prefix), ws) < 0 || !sp_valid_name(id, strlen(id)) ||
@@ -413,9 +412,7 @@ int sp_store_key_delete(struct sp_store *s, const char *ws, const char *id, sp_s
     snprintf(key, sizeof(key), "%sk:%s", prefix, id);
     snprintf(set, sizeof(set), "%skeys", prefix);
     argv[0] = key, argv[1] = set, argv[2] = id;
-    for (int i = 0; i < 3; i++)
-        lens[i] = strlen(argv[i]);
-    if (sp_store_script(s, &script_key_delete, 2, 3, argv, lens, on_key_done, o, err) < 0) {
+    if (sp_store_script_strs(s, &script_key_delete, 2, 3, argv, on_key_done, o, err) < 0) {
         key_op_free(o);
         return -1;
     }

@@ -662,7 +662,6 @@ int sp_store_secret_delete(struct sp_store *s, const char *ws, const char *scope
 {
     char prefix[160], key[560], idx[180], member[300];
     const char *argv[4];
-    size_t lens[4];
     struct op *o;
 
     if (check_identity(ws, scope, name, prefix, sizeof(prefix), err) < 0)
@@ -671,12 +670,10 @@ int sp_store_secret_delete(struct sp_store *s, const char *ws, const char *scope
     snprintf(idx, sizeof(idx), "%sidx", prefix);
     snprintf(member, sizeof(member), "%s\n%s", scope, name);
     argv[0] = key, argv[1] = idx, argv[2] = member, argv[3] = name;
-    for (int i = 0; i < 4; i++)
-        lens[i] = strlen(argv[i]);
     if (!(o = op_new(s, arg, err)))
         return -1;
     o->done_cb = cb;
-    if (sp_store_script(s, &script_delete, 2, 4, argv, lens, on_done_reply, o, err) < 0) {
+    if (sp_store_script_strs(s, &script_delete, 2, 4, argv, on_done_reply, o, err) < 0) {
         op_free(o);
         return -1;
     }
@@ -730,7 +727,6 @@ int sp_store_secret_list(struct sp_store *s, const char *ws, const char *scope, 
 {
     char prefix[160], idx[180], spfx[180], min[600], max[300], lim[16];
     const char *argv[5];
-    size_t lens[5];
     struct op *o;
 
     if (sp_store_prefix(prefix, sizeof(prefix), ws) < 0)
@@ -755,13 +751,11 @@ int sp_store_secret_list(struct sp_store *s, const char *ws, const char *scope, 
     }
     snprintf(lim, sizeof(lim), "%zu", limit);
     argv[0] = idx, argv[1] = spfx, argv[2] = min, argv[3] = max, argv[4] = lim;
-    for (int i = 0; i < 5; i++)
-        lens[i] = strlen(argv[i]);
     if (!(o = op_new(s, arg, err)))
         return -1;
     o->list_cb = cb;
     o->limit = limit;
-    if (sp_store_script(s, &script_list, 1, 5, argv, lens, on_list_reply, o, err) < 0) {
+    if (sp_store_script_strs(s, &script_list, 1, 5, argv, on_list_reply, o, err) < 0) {
         op_free(o);
         return -1;
     }
@@ -806,7 +800,6 @@ int sp_store_token_mint(struct sp_store *s, const char *ws, const char *scope, c
 {
     char prefix[160], key[560], tkey[260], ttl[24];
     const char *argv[6];
-    size_t lens[6];
     struct op *o;
 
     if (check_identity(ws, scope, name, prefix, sizeof(prefix), err) < 0)
@@ -828,9 +821,7 @@ int sp_store_token_mint(struct sp_store *s, const char *ws, const char *scope, c
     snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
     argv[0] = key, argv[1] = tkey, argv[2] = ttl, argv[3] = user ? user : "", argv[4] = scope,
     argv[5] = name;
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    if (sp_store_script(s, &script_mint, 2, 6, argv, lens, on_mint_reply, o, err) < 0) {
+    if (sp_store_script_strs(s, &script_mint, 2, 6, argv, on_mint_reply, o, err) < 0) {
         op_free(o);
         return -1;
     }
@@ -918,7 +909,6 @@ int sp_store_secret_complete(struct sp_store *s, const char *ws, const char *nam
 {
     char prefix[160], idx[180], spfx[180];
     const char *argv[3];
-    size_t lens[3];
     struct complete_op *o;
 
     if (check_identity(ws, "workspace", name, prefix, sizeof(prefix), err) < 0)
@@ -932,9 +922,7 @@ int sp_store_secret_complete(struct sp_store *s, const char *ws, const char *nam
     snprintf(idx, sizeof(idx), "%sidx", prefix);
     snprintf(spfx, sizeof(spfx), "%ss:", prefix);
     argv[0] = idx, argv[1] = spfx, argv[2] = name;
-    for (int i = 0; i < 3; i++)
-        lens[i] = strlen(argv[i]);
-    if (sp_store_script(s, &script_complete, 1, 3, argv, lens, on_complete, o, err) < 0) {
+    if (sp_store_script_strs(s, &script_complete, 1, 3, argv, on_complete, o, err) < 0) {
         free(o);
         return -1;
     }

@@ -297,6 +297,18 @@ nomem:
     return sp_err_set(err, SP_E_INTERNAL, "out of memory");
 }
 
+int sp_store_script_strs(struct sp_store *s, struct sp_script *sc, int nkeys, int argc,
+                         const char **argv, sp_store_reply_fn cb, void *arg, struct sp_err *err)
+{
+    size_t lens[32];
+
+    if (argc > (int)SP_ARRAY_LEN(lens))
+        return sp_err_set(err, SP_E_INTERNAL, "too many script arguments");
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return sp_store_script(s, sc, nkeys, argc, argv, lens, cb, arg, err);
+}
+
 /* ---- connection life cycle ---- */
 
 static void fail_pending(struct sp_store *s, const char *why)

@@ -100,12 +100,9 @@ static void on_renew_timer(evutil_socket_t fd, short what, void *arg)
     struct sp_rot *r = arg;
     char ttl[16];
     const char *argv[3] = {"sp:rotation:lock", r->lock, ttl};
-    size_t lens[3];
 
     snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
-    for (int i = 0; i < 3; i++)
-        lens[i] = strlen(argv[i]);
-    if (sp_store_script(r->s, &script_renew, 1, 3, argv, lens, on_ignore, NULL, NULL) < 0)
+    if (sp_store_script_strs(r->s, &script_renew, 1, 3, argv, on_ignore, NULL, NULL) < 0)
         sp_log(SP_LOG_WARN, NULL, "rotation lock not renewed: store unavailable");
 }
 
@@ -617,7 +614,6 @@ static void step_batch(struct sp_rot *r)
 {
     char prefix[160], idx[180], spfx[180], min[610], lim[16];
     const char *argv[4];
-    size_t lens[4];
     struct sp_err e;
 
     if (r->wsi >= r->nws) {
@@ -633,9 +629,7 @@ static void step_batch(struct sp_rot *r)
     snprintf(min, sizeof(min), r->cursor[0] ? "(%s" : "-", r->cursor);
     snprintf(lim, sizeof(lim), "%d", BATCH);
     argv[0] = idx, argv[1] = spfx, argv[2] = min, argv[3] = lim;
-    for (int i = 0; i < 4; i++)
-        lens[i] = strlen(argv[i]);
-    if (sp_store_script(r->s, &script_batch, 1, 4, argv, lens, on_batch, r, &e) < 0)
+    if (sp_store_script_strs(r->s, &script_batch, 1, 4, argv, on_batch, r, &e) < 0)
         finish(r, &e);
 }
 

@@ -58,6 +58,11 @@ void sp_store_rotation_abort(struct sp_store *s);
 /* Send a command whose reply nobody needs; failures are only logged. */
 void sp_store_fire(struct sp_store *s, int argc, const char **argv, const size_t *argvlen);
 
+/* sp_store_script for NUL-terminated arguments (at most 32). */
+SP_MUSTCHECK int sp_store_script_strs(struct sp_store *s, struct sp_script *sc, int nkeys, int argc,
+                                      const char **argv, sp_store_reply_fn cb, void *arg,
+                                      struct sp_err *err);
+
 /* "sp:{ws}:" into out; -1 if ws is not a valid name. */
 int sp_store_prefix(char *out, size_t outsz, const char *ws);
 /* AAD for a secret's ciphertext: ws NUL scope NUL name. Returns length. */
