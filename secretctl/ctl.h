@@ -140,6 +140,11 @@ int ctl_is_text(const char *p, size_t n);
 int ctl_parse_int(const struct ctl *c, const char *flag, const char *s, long long *out);
 /* Split a comma-separated list ("a, b,,c" -> ["a","b","c"]; "" -> []). */
 json_t *ctl_split_list(const char *s);
+/* Set o[field] from a flag's text s (NULL = not given: nothing to do): a
+ * JSON string, or with as_list the comma-separated list. A usage error if
+ * s is not UTF-8 (JSON cannot carry it). Returns a CTL_EXIT_* code. */
+int ctl_put_text(const struct ctl *c, json_t *o, const char *field, const char *flag, const char *s,
+                 int as_list);
 
 /* ---- output.c ---- */
 

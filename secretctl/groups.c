@@ -30,22 +30,6 @@ static int on_dump(const char *p, size_t n, void *arg)
     return sp_buf_add(arg, p, n, NULL);
 }
 
-/* Set o[field] to s (borrowed; NULL = not given); a usage error if s is not
- * UTF-8, since JSON cannot carry it. */
-static int put(const struct ctl *c, json_t *o, const char *field, const char *flag, const char *s)
-{
-    json_t *v;
-
-    if (!s)
-        return CTL_EXIT_OK;
-    if (!ctl_is_text(s, strlen(s)))
-        return ctl_usage_error(c, "%s is not valid UTF-8", flag);
-    v = json_string(s);
-    if (!v || json_object_set_new(o, field, v) < 0)
-        return oom();
-    return CTL_EXIT_OK;
-}
-
 /* "/v1/groups[/ID][?workspace=W]" into path (initialised here; the caller
  * frees it in every case). */
 static int group_path(const struct ctl *c, const char *id, struct sp_buf *path)
@@ -64,11 +48,11 @@ static int group_body(const struct ctl *c, struct sp_buf *body)
     int rc = o ? CTL_EXIT_OK : oom();
 
     if (rc == CTL_EXIT_OK)
-        rc = put(c, o, "id", "ID", c->pos[0]);
+        rc = ctl_put_text(c, o, "id", "ID", c->pos[0], 0);
     if (rc == CTL_EXIT_OK)
-        rc = put(c, o, "name", "--name", c->opt[OPT_NAME]);
+        rc = ctl_put_text(c, o, "name", "--name", c->opt[OPT_NAME], 0);
     if (rc == CTL_EXIT_OK)
-        rc = put(c, o, "description", "--description", c->opt[OPT_DESCRIPTION]);
+        rc = ctl_put_text(c, o, "description", "--description", c->opt[OPT_DESCRIPTION], 0);
     if (rc == CTL_EXIT_OK && json_dump_callback(o, on_dump, body, JSON_COMPACT) < 0)
         rc = oom();
     json_decref(o);

@@ -259,3 +259,20 @@ json_t *ctl_split_list(const char *s)
     }
     return arr;
 }
+
+int ctl_put_text(const struct ctl *c, json_t *o, const char *field, const char *flag, const char *s,
+                 int as_list)
+{
+    json_t *v;
+
+    if (!s)
+        return CTL_EXIT_OK;
+    if (!ctl_is_text(s, strlen(s)))
+        return ctl_usage_error(c, "%s is not valid UTF-8", flag);
+    v = as_list ? ctl_split_list(s) : json_string(s);
+    if (!v || json_object_set_new(o, field, v) < 0) {
+        (void)fputs("secretctl: out of memory\n", stderr);
+        return CTL_EXIT_REFUSED;
+    }
+    return CTL_EXIT_OK;
+}

@@ -42,37 +42,6 @@ static int secret_path(const struct ctl *c, const char *name, const char *suffix
     return CTL_EXIT_OK;
 }
 
-/* Set o[field] to the string s; a usage error if s is not UTF-8. */
-static int put_string(const struct ctl *c, json_t *o, const char *field, const char *flag,
-                      const char *s)
-{
-    json_t *v;
-
-    if (!s)
-        return CTL_EXIT_OK;
-    if (!ctl_is_text(s, strlen(s)))
-        return ctl_usage_error(c, "%s is not valid UTF-8", flag);
-    v = json_string(s);
-    if (!v || json_object_set_new(o, field, v) < 0)
-        return oom();
-    return CTL_EXIT_OK;
-}
-
-static int put_list(const struct ctl *c, json_t *o, const char *field, const char *flag,
-                    const char *s)
-{
-    json_t *v;
-
-    if (!s)
-        return CTL_EXIT_OK;
-    if (!ctl_is_text(s, strlen(s)))
-        return ctl_usage_error(c, "%s is not valid UTF-8", flag);
-    v = ctl_split_list(s);
-    if (!v || json_object_set_new(o, field, v) < 0)
-        return oom();
-    return CTL_EXIT_OK;
-}
-
 static int put_int(const struct ctl *c, json_t *o, const char *field, const char *flag,
                    const char *s)
 {
@@ -129,13 +98,13 @@ static int put_metadata(const struct ctl *c, json_t *o)
 
     if (c->opt[OPT_TTL] && c->opt[OPT_EXPIRES_AT])
         return ctl_usage_error(c, "give --ttl or --expires-at, not both");
-    if ((rc = put_string(c, o, "description", "--description", c->opt[OPT_DESCRIPTION])) ||
-        (rc = put_string(c, o, "type", "--type", c->opt[OPT_TYPE])) ||
-        (rc = put_list(c, o, "apps", "--apps", c->opt[OPT_APPS])) ||
-        (rc = put_list(c, o, "envs", "--envs", c->opt[OPT_ENVS])) ||
-        (rc = put_list(c, o, "hosts", "--hosts", c->opt[OPT_HOSTS])) ||
+    if ((rc = ctl_put_text(c, o, "description", "--description", c->opt[OPT_DESCRIPTION], 0)) ||
+        (rc = ctl_put_text(c, o, "type", "--type", c->opt[OPT_TYPE], 0)) ||
+        (rc = ctl_put_text(c, o, "apps", "--apps", c->opt[OPT_APPS], 1)) ||
+        (rc = ctl_put_text(c, o, "envs", "--envs", c->opt[OPT_ENVS], 1)) ||
+        (rc = ctl_put_text(c, o, "hosts", "--hosts", c->opt[OPT_HOSTS], 1)) ||
         (rc = put_int(c, o, "ttl", "--ttl", c->opt[OPT_TTL])) ||
-        (rc = put_string(c, o, "expires_at", "--expires-at", c->opt[OPT_EXPIRES_AT])) ||
+        (rc = ctl_put_text(c, o, "expires_at", "--expires-at", c->opt[OPT_EXPIRES_AT], 0)) ||
         (rc = put_int(c, o, "ref_ttl", "--ref-ttl", c->opt[OPT_REF_TTL])) ||
         (rc = put_revoked(c, o)))
         return rc;
@@ -161,7 +130,7 @@ static int secret_body(struct ctl *c, const char *name, int value_required, stru
         return oom();
     rc = put_metadata(c, o);
     if (rc == CTL_EXIT_OK)
-        rc = put_string(c, o, "name", "NAME", name);
+        rc = ctl_put_text(c, o, "name", "NAME", name, 0);
     if (rc == CTL_EXIT_OK)
         rc = ctl_read_value(c, value_required, &value, &given);
     if (rc == CTL_EXIT_OK && given)
