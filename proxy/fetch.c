@@ -499,8 +499,8 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
     sp_fill_upstream_request(&r, f->method, &url, hs, n, body ? body->data : f->body.data,
                              body ? body->len : f->body.len);
     /* SigV4 signs the request exactly as it goes upstream. */
-    if (f->auth_kind == 3 &&
-        sp_fetch_awsv4_sign(&f->aws, f->res, 0, &r, hs, sizeof(hs) / sizeof(hs[0]), &e) < 0)
+    if (f->auth_kind == 3 && sp_fetch_awsv4_sign(&f->aws, f->res, 0, f->w->sigv4_cache, &r, hs,
+                                                 sizeof(hs) / sizeof(hs[0]), &e) < 0)
         goto fail;
     sp_buf_init(&f->resp_body, (size_t)f->w->conf->proxy_max_body_size.i, 1);
     f->up = sp_upstream_start(f->w->upstream, &r, &cbs, f, &e);

@@ -113,13 +113,12 @@ static void split_url(const char *url, size_t len, struct sp_sigv4_request *q)
     q->query_len = qm ? (size_t)(end - qm - 1) : 0;
 }
 
-/* Drop the headers the signature replaces, then append the signer's. */
-static int apply_result(const struct sp_sigv4_result *sig, struct sp_upstream_request *r,
-                        struct sp_upstream_header *hs, size_t cap, struct sp_err *err)
+int sp_awsv4_apply_result(const struct sp_sigv4_result *sig, struct sp_upstream_header *hs,
+                          size_t *n_hs, size_t cap, struct sp_err *err)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < r->n_headers; i++)
+    for (size_t i = 0; i < *n_hs; i++)
         if (!sp_sigv4_result_replaces(sig, hs[i].name, hs[i].name_len))
             hs[n++] = hs[i];
     if (n + sig->n_set > cap)
@@ -127,20 +126,21 @@ static int apply_result(const struct sp_sigv4_result *sig, struct sp_upstream_re
     for (size_t i = 0; i < sig->n_set; i++)
         hs[n++] = (struct sp_upstream_header){sig->set[i].name, sig->set[i].name_len,
                                               sig->set[i].value, sig->set[i].value_len};
-    r->headers = hs;
-    r->n_headers = n;
+    *n_hs = n;
     return 0;
 }
 
 int sp_fetch_awsv4_sign(struct sp_fetch_awsv4 *a, const struct sp_resolution *res,
-                        size_t first_extra, struct sp_upstream_request *r,
-                        struct sp_upstream_header *hs, size_t cap, struct sp_err *err)
+                        size_t first_extra, struct sp_sigv4_key_cache *cache,
+                        struct sp_upstream_request *r, struct sp_upstream_header *hs, size_t cap,
+                        struct sp_err *err)
 {
     struct sp_sigv4_header sh[SP_FETCH_AWSV4_MAX_HEADERS];
     char date[SP_SIGV4_AMZ_DATE_LEN + 1], payload[SP_SIGV4_SIG_HEX_LEN + 1];
     struct sp_sigv4_request q;
     struct sp_sigv4_creds c;
     struct sp_sigv4_opts o;
+    size_t n;
     int rc;
 
     if (resolved_creds(a, res, first_extra, &c, err) < 0)
@@ -168,11 +168,15 @@ int sp_fetch_awsv4_sign(struct sp_fetch_awsv4 *a, const struct sp_resolution *re
     /* S3 (s3, s3-object-lambda, s3-outposts) wants the payload hash as a header; so does
      * UNSIGNED-PAYLOAD. */
     o.add_content_sha256 = o.path_mode == SP_SIGV4_PATH_AS_IS || a->unsigned_payload;
+    o.cache = cache;
     sp_sigv4_result_free(&a->sig);
     memset(&a->sig, 0, sizeof(a->sig));
     if (sp_sigv4_sign(&q, &c, &o, &a->sig, err) < 0)
         return -1;
-    rc = apply_result(&a->sig, r, hs, cap, err);
+    n = r->n_headers;
+    rc = sp_awsv4_apply_result(&a->sig, hs, &n, cap, err);
+    r->headers = hs;
+    r->n_headers = n;
     if (rc < 0)
         sp_fetch_awsv4_clear(a);
     return rc;

@@ -51,6 +51,8 @@ struct fwd {
     const char *body;
     size_t body_len;
     struct sp_resolution *res;
+    struct sp_fwd_sigv4 aws; /* an SDK's signature to re-sign */
+    unsigned char aws_extra;
     struct sp_upstream_req *up;
     struct sp_redact_stream *stream;
     int status, client_gone, paused;
@@ -318,22 +320,53 @@ static void on_up_done(void *arg, const struct sp_err *err, int head_sent)
 
 /* ---- after resolution ---- */
 
+/* Re-sign an SDK's SigV4 request (hs, n and the body are updated). */
+static int resign(struct fwd *f, struct sp_upstream_header *hs, size_t *n, size_t cap,
+                  const char **body, size_t *body_len, const struct sp_buf **query,
+                  struct sp_err *err)
+{
+    const struct sp_buf *path = sp_resolution_path(f->res);
+    const struct sp_buf *q = sp_resolution_query(f->res);
+    struct sp_fwd_sigv4_req r;
+
+    if (!q && f->aws.mode == SP_FWD_SIGV4_QUERY)
+        q = &f->aws.query;
+    memset(&r, 0, sizeof(r));
+    r.method = f->method;
+    r.path = path ? path->data : f->target.path;
+    r.path_len = path ? path->len : f->target.path_len;
+    r.query = q ? q->data : f->target.query;
+    r.query_len = q ? q->len : f->target.query_len;
+    r.hs = hs, r.n_hs = *n, r.cap = cap;
+    r.body = *body, r.body_len = *body_len;
+    r.body_changed = sp_resolution_body(f->res) != NULL;
+    r.body_framed = *body_len > 0 || strcmp(f->method, "POST") == 0 ||
+                    strcmp(f->method, "PUT") == 0 || strcmp(f->method, "PATCH") == 0;
+    if (sp_fwd_sigv4_sign(&f->aws, f->res, 0, f->w->sigv4_cache, f->headers, f->nheaders, &r, err) <
+        0)
+        return -1;
+    *n = r.n_hs;
+    *body = r.body, *body_len = r.body_len;
+    *query = r.signed_query ? r.signed_query : q;
+    return 0;
+}
+
 static void start_upstream(struct fwd *f)
 {
-    struct sp_upstream_header hs[MAX_HEADERS + 2];
+    struct sp_upstream_header hs[MAX_HEADERS + 2 + SP_SIGV4_MAX_SET];
     struct sp_upstream_request r;
     struct sp_upstream_callbacks cbs = {on_up_head, on_up_body, on_up_done};
     struct sp_buf url, host;
-    const struct sp_buf *body = sp_resolution_body(f->res);
+    const struct sp_buf *rbody = sp_resolution_body(f->res), *query = sp_resolution_query(f->res);
+    const char *body = rbody ? rbody->data : f->body;
+    size_t body_len = rbody ? rbody->len : f->body_len;
     int redact = f->w->conf->proxy_echo_redaction.i && sp_resolution_refs(f->res) > 0;
     size_t n = 0;
     struct sp_err err;
 
     sp_buf_init(&url, 0, 1);
     sp_buf_init(&host, 0, 0);
-    if (sp_target_url(&f->target, sp_resolution_path(f->res), sp_resolution_query(f->res), &url) <
-            0 ||
-        sp_target_authority(&f->target, &host) < 0) {
+    if (sp_target_authority(&f->target, &host) < 0) {
         fail_code(f, SP_E_INTERNAL, "out of memory");
         goto out;
     }
@@ -349,8 +382,18 @@ static void start_upstream(struct fwd *f)
                                               v ? v->len : f->headers[i].value_len};
     }
     hs[n++] = (struct sp_upstream_header){"Via", 3, "1.1 secretproxy", 15};
-    sp_fill_upstream_request(&r, f->method, &url, hs, n, body ? body->data : f->body,
-                             body ? body->len : f->body_len);
+    if (f->aws.mode && resign(f, hs, &n, SP_ARRAY_LEN(hs), &body, &body_len, &query, &err) < 0) {
+        fail(f, &err);
+        goto out;
+    }
+    if (sp_target_url(&f->target, sp_resolution_path(f->res), query, &url) < 0) {
+        fail_code(f, SP_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    sp_fill_upstream_request(&r, f->method, &url, hs, n, body, body_len);
+    /* The signature is computed after substitution; redaction starts
+     * after it, so the real key id and key are redacted too. */
+    redact = redact || (f->w->conf->proxy_echo_redaction.i && f->aws.mode);
     if (redact) {
         f->stream = sp_redact_stream_new(sp_resolution_redactor(f->res), &err);
         if (!f->stream) {
@@ -419,6 +462,11 @@ static int collect_headers(struct fwd *f, struct evkeyvalq *in, struct sp_err *e
         if (sp_target_hop_header(kv->key, n) ||
             (conn && sp_target_named_by_connection(conn, kv->key, n)))
             continue;
+        /* The whole body is already here (and the client got its 100
+         * Continue): asking the upstream again only costs a round trip. */
+        if (n == 6 && strcasecmp(kv->key, "Expect") == 0 &&
+            strcasecmp(kv->value, "100-continue") == 0)
+            continue;
         if (f->nheaders == MAX_HEADERS)
             return sp_err_set(err, SP_E_HEADERS_TOO_LARGE, "More than %d headers", MAX_HEADERS);
         f->headers[f->nheaders++] = (struct sp_rheader){kv->key, n, kv->value, strlen(kv->value)};
@@ -449,7 +497,9 @@ static int parse(struct fwd *f, struct sp_caller *asserted, struct sp_err *err)
             return sp_err_set(err, SP_E_BAD_REQUEST, "Invalid %s header", ctx_headers[i]);
         *ctx_fields[i] = v;
     }
-    if (collect_headers(f, in, err) < 0)
+    if (collect_headers(f, in, err) < 0 ||
+        sp_fwd_sigv4_detect(&f->aws, f->headers, f->nheaders, f->target.query, f->target.query_len,
+                            err) < 0)
         return -1;
     f->body_len = evbuffer_get_length(body);
     f->body = f->body_len ? (const char *)evbuffer_pullup(body, -1) : NULL;
@@ -463,6 +513,8 @@ void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
     struct sp_rrequest q;
     struct sp_resolve_opts o;
     struct sp_err err;
+    const char *key_id;
+    size_t key_id_len;
     int rc;
 
     if (!f) {
@@ -495,6 +547,20 @@ void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
     q.query = f->target.query, q.query_len = f->target.query_len;
     q.headers = f->headers, q.nheaders = f->nheaders;
     q.body = f->body, q.body_len = f->body_len;
+    if (f->aws.mode) {
+        /* The SDK's access key id is a reference to an aws secret. */
+        f->aws_extra = 1;
+        key_id = f->aws.auth.key_id;
+        key_id_len = f->aws.auth.key_id_len;
+        q.extra = &key_id, q.extra_len = &key_id_len, q.nextra = 1;
+        q.extra_aws = &f->aws_extra;
+        if (f->aws.mode == SP_FWD_SIGV4_QUERY)
+            q.query = f->aws.query.data, q.query_len = f->aws.query.len;
+        /* An aws-chunked body is framed by chunk sizes: it is not
+         * substituted (its signatures are re-computed as they are). */
+        if (f->aws.streaming)
+            q.body = NULL, q.body_len = 0;
+    }
     q.content_type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     memset(&o, 0, sizeof(o));
     o.required_perms = SP_PERM_PROXY;
@@ -527,6 +593,7 @@ static void fwd_free(struct fwd *f)
         sp_metrics_denial(f->code);
     f->w->inflight--;
     sp_redact_stream_free(f->stream);
+    sp_fwd_sigv4_clear(&f->aws);
     sp_resolution_free(f->res);
     free(f->uri);
     sp_wipe(f, sizeof(*f));

@@ -28,6 +28,7 @@ struct sp_worker {
     struct sp_keyring *kr;
     struct sp_store *store;
     struct sp_upstream *upstream;
+    struct sp_sigv4_key_cache *sigv4_cache; /* derived SigV4 signing keys */
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     int listen_fd;
@@ -107,10 +108,69 @@ SP_MUSTCHECK int sp_fetch_awsv4_parse(struct json_t *o, struct sp_fetch_awsv4 *a
  * NUL (SP_E_SECRET_UNSAFE_VALUE) and what the signer refuses (bad key id,
  * header name, ...: SP_E_BAD_REQUEST); err never holds a value. */
 SP_MUSTCHECK int sp_fetch_awsv4_sign(struct sp_fetch_awsv4 *a, const struct sp_resolution *res,
-                                     size_t first_extra, struct sp_upstream_request *r,
-                                     struct sp_upstream_header *hs, size_t cap, struct sp_err *err);
+                                     size_t first_extra, struct sp_sigv4_key_cache *cache,
+                                     struct sp_upstream_request *r, struct sp_upstream_header *hs,
+                                     size_t cap, struct sp_err *err);
 /* Wipe and free the signature (again and again ok). */
 void sp_fetch_awsv4_clear(struct sp_fetch_awsv4 *a);
+/* Drop from hs[0..*n) the headers a signature replaces, then append the
+ * signer's (their values point into sig); cap is hs's size. */
+SP_MUSTCHECK int sp_awsv4_apply_result(const struct sp_sigv4_result *sig,
+                                       struct sp_upstream_header *hs, size_t *n, size_t cap,
+                                       struct sp_err *err);
+
+/* ---- re-signing an SDK's SigV4 request (forward_sigv4.c) ---- */
+
+enum sp_fwd_sigv4_mode {
+    SP_FWD_SIGV4_NONE = 0,
+    SP_FWD_SIGV4_HEADER, /* Authorization: AWS4-HMAC-SHA256 Credential=<reference>/... */
+    SP_FWD_SIGV4_QUERY,  /* a presigned URL whose X-Amz-Credential holds a reference */
+};
+
+struct sp_fwd_sigv4 {
+    enum sp_fwd_sigv4_mode mode;
+    struct sp_sigv4_auth auth; /* auth.key_id: the reference, resolved as an aws extra */
+    char amz_date[SP_SIGV4_AMZ_DATE_LEN + 1];
+    int streaming;              /* enum sp_sigv4_chunked_mode of an aws-chunked body, or 0 */
+    struct sp_buf query;        /* QUERY: the query without its signing parameters */
+    struct sp_sigv4_result sig; /* the new signature (sensitive) */
+    struct sp_buf body;         /* a re-signed aws-chunked body */
+};
+
+/* The request as it goes upstream, for signing; hs/n_hs are updated (the
+ * replaced headers dropped, the signer's appended), and so are body and
+ * body_len for a re-signed aws-chunked body. */
+struct sp_fwd_sigv4_req {
+    const char *method;
+    const char *path, *query; /* final, substituted; query without '?' */
+    size_t path_len, query_len;
+    struct sp_upstream_header *hs;
+    size_t n_hs, cap;
+    const char *body;
+    size_t body_len;
+    int body_changed;                  /* substitution changed the body */
+    int body_framed;                   /* the body goes with a Content-Length */
+    const struct sp_buf *signed_query; /* out, QUERY: the whole new query */
+};
+
+/* Look for an SDK's signature holding a reference. 0: none (the request is
+ * forwarded as it is, any other AWS signature untouched); 1: found, a is
+ * filled, and the Authorization header's value in h is emptied so that the
+ * resolver leaves it alone (header mode), or a->query holds the query to
+ * resolve instead of the original (query mode); -1 with SP_E_BAD_REQUEST
+ * on a malformed signature, a reference elsewhere than the key id, a
+ * missing X-Amz-Date or a streaming payload that cannot be re-signed. */
+SP_MUSTCHECK int sp_fwd_sigv4_detect(struct sp_fwd_sigv4 *a, struct sp_rheader *h, size_t n,
+                                     const char *query, size_t query_len, struct sp_err *err);
+/* Sign q again with the aws secret that extra of res resolved to (the
+ * resolver checked its type); in/n_in are the request's headers as given
+ * to the resolver (to find those substitution changed). Adds the key id,
+ * secret key and token to res's redactor. err never holds a value. */
+SP_MUSTCHECK int sp_fwd_sigv4_sign(struct sp_fwd_sigv4 *a, struct sp_resolution *res, size_t extra,
+                                   struct sp_sigv4_key_cache *cache, const struct sp_rheader *in,
+                                   size_t n_in, struct sp_fwd_sigv4_req *q, struct sp_err *err);
+/* Wipe and free (a zeroed struct is fine). */
+void sp_fwd_sigv4_clear(struct sp_fwd_sigv4 *a);
 
 /* An absolute-form request on a worker (forward.c). */
 void sp_forward_request(struct sp_worker *w, struct evhttp_request *req);

@@ -221,6 +221,9 @@ static int worker_init(struct sp_worker *w, const struct sp_conf *c, struct sp_k
     w->upstream = sp_upstream_new(w->base, &uo, err);
     if (!w->upstream)
         return -1;
+    w->sigv4_cache = sp_sigv4_key_cache_new(256, err);
+    if (!w->sigv4_cache)
+        return -1;
     w->http = evhttp_new(w->base);
     if (!w->http)
         return sp_err_set(err, SP_E_INTERNAL, "out of memory");
@@ -329,6 +332,7 @@ void sp_workers_free(struct sp_worker *w, int n)
             pthread_join(w[i].thread, NULL);
         sp_store_free(w[i].store);
         sp_upstream_free(w[i].upstream);
+        sp_sigv4_key_cache_free(w[i].sigv4_cache);
         if (w[i].drain_timer)
             event_free(w[i].drain_timer);
         if (w[i].http)

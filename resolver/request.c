@@ -31,6 +31,7 @@ struct part {
     size_t n;
     struct sp_buf out; /* substituted text when changed */
     int changed;
+    int aws; /* must be exactly one reference to an aws secret */
 };
 
 struct sp_resolution {
@@ -190,6 +191,25 @@ static int settle_caller(struct sp_resolution *r, const struct sp_key *k, struct
     return 0;
 }
 
+/* An extra that re-signs SigV4 must name a secret of type aws. */
+static int check_aws_extras(struct sp_resolution *r, struct sp_err *err)
+{
+    for (size_t i = r->first_extra; i < r->first_extra + r->nextra; i++) {
+        struct sp_text_ref t;
+        const struct uref *u;
+        if (!r->parts[i].aws || !sp_text_scan(r->parts[i].p, r->parts[i].n, 0, 0, &t))
+            continue;
+        u = find_ref(r, &t);
+        if (u && u->secret && u->secret->meta.type != SP_SECRET_AWS)
+            return sp_err_set(err, SP_E_SECRET_TYPE_MISMATCH,
+                              "Secret '%s' has type %s: re-signing an AWS SigV4 request needs a "
+                              "secret of type aws holding {\"access_key_id\", "
+                              "\"secret_access_key\", \"session_token\"?}",
+                              u->name, sp_secret_type_name(u->secret->meta.type));
+    }
+    return 0;
+}
+
 static int check_and_substitute(struct sp_resolution *r, struct sp_ref_result *results,
                                 size_t count, struct sp_err *err)
 {
@@ -208,6 +228,8 @@ static int check_and_substitute(struct sp_resolution *r, struct sp_ref_result *r
         if (sp_redactor_add(r->redactor, u->secret->value, u->secret->value_len, err) < 0)
             return -1;
     }
+    if (check_aws_extras(r, err) < 0)
+        return -1;
     for (size_t i = 0; i < r->nparts; i++) {
         struct part *pt = &r->parts[i];
         int n;
@@ -281,8 +303,8 @@ static int build_parts(struct sp_resolution *r, const struct sp_rrequest *q, str
     r->parts = calloc(r->nparts, sizeof(*r->parts));
     if (!r->parts)
         return sp_err_set(err, SP_E_INTERNAL, "out of memory");
-    r->parts[n++] = (struct part){SP_TEXT_PATH, q->path, q->path_len, {0}, 0};
-    r->parts[n++] = (struct part){SP_TEXT_QUERY, q->query, q->query_len, {0}, 0};
+    r->parts[n++] = (struct part){SP_TEXT_PATH, q->path, q->path_len, {0}, 0, 0};
+    r->parts[n++] = (struct part){SP_TEXT_QUERY, q->query, q->query_len, {0}, 0, 0};
     r->first_header = n;
     r->nheaders = q->nheaders;
     for (size_t i = 0; i < q->nheaders; i++) {
@@ -290,14 +312,22 @@ static int build_parts(struct sp_resolution *r, const struct sp_rrequest *q, str
         enum sp_text_place pl = h->name_len == 13 && strncasecmp(h->name, "Authorization", 13) == 0
                                     ? SP_TEXT_AUTHORIZATION
                                     : SP_TEXT_HEADER;
-        r->parts[n++] = (struct part){pl, h->value, h->value_len, {0}, 0};
+        r->parts[n++] = (struct part){pl, h->value, h->value_len, {0}, 0, 0};
     }
     r->body = n;
-    r->parts[n++] = (struct part){body_place(q->content_type), q->body, q->body_len, {0}, 0};
+    r->parts[n++] = (struct part){body_place(q->content_type), q->body, q->body_len, {0}, 0, 0};
     r->first_extra = n;
     r->nextra = q->nextra;
-    for (size_t i = 0; i < q->nextra; i++)
-        r->parts[n++] = (struct part){SP_TEXT_PLAIN, q->extra[i], q->extra_len[i], {0}, 0};
+    for (size_t i = 0; i < q->nextra; i++) {
+        int aws = q->extra_aws && q->extra_aws[i];
+        struct sp_text_ref t;
+        if (aws && !(sp_text_scan(q->extra[i], q->extra_len[i], 0, 0, &t) && t.start == 0 &&
+                     t.len == q->extra_len[i]))
+            return sp_err_set(err, SP_E_BAD_REQUEST,
+                              "The access key id of a SigV4 signature must be exactly one "
+                              "secret reference");
+        r->parts[n++] = (struct part){SP_TEXT_PLAIN, q->extra[i], q->extra_len[i], {0}, 0, aws};
+    }
     return 0;
 }
 

@@ -61,6 +61,11 @@ struct sp_rrequest {
     const char *const *extra; /* plain strings resolved raw (/v1/fetch auth) */
     const size_t *extra_len;
     size_t nextra;
+    /* NULL, or per extra: nonzero when that extra must be exactly one
+     * reference to a secret of type aws (the access key id of an SDK's
+     * SigV4 signature); SP_E_BAD_REQUEST when it is anything else,
+     * SP_E_SECRET_TYPE_MISMATCH when the secret has another type. */
+    const unsigned char *extra_aws;
 };
 
 struct sp_resolve_opts {

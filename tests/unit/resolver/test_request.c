@@ -407,6 +407,47 @@ static void twenty_references_one_round_trip(void **state)
     sp_resolution_free(x.r);
 }
 
+/* An extra flagged aws (the access key id of an SDK's SigV4 signature)
+ * must be exactly one reference to a secret of type aws. */
+static void aws_extras_need_an_aws_secret(void **state)
+{
+    struct fx *f = *state;
+    static const unsigned char aws = 1;
+    const char *json = "{\"access_key_id\":\"AKIACANARY\",\"secret_access_key\":\"sk/CANARY\"}";
+    const char *ids[] = {"$Secret{AWS}", "$Secret{GH}", "x$Secret{AWS}", "$Secret{AWS}$Secret{GH}"};
+    enum sp_err_code want[] = {SP_E_OK, SP_E_SECRET_TYPE_MISMATCH, SP_E_BAD_REQUEST,
+                               SP_E_BAD_REQUEST};
+    struct sp_secret_write w;
+    struct sp_err err;
+    int done = 0;
+
+    memset(&w, 0, sizeof(w));
+    w.value = (const unsigned char *)json;
+    w.value_len = strlen(json);
+    w.has_value = 1;
+    w.has_type = 1;
+    w.type = SP_SECRET_AWS;
+    assert_int_equal(sp_store_secret_write(f->s, f->ws, "workspace", "AWS", SP_WRITE_UPSERT, &w,
+                                           on_meta, &done, &err),
+                     0);
+    assert_true(tu_run_until(f->base, &done, 5000));
+    for (size_t i = 0; i < SP_ARRAY_LEN(ids); i++) {
+        size_t len = strlen(ids[i]);
+        struct sp_rrequest q;
+        struct res x;
+        memset(&q, 0, sizeof(q));
+        q.host = "s3.amazonaws.com", q.path = "/", q.path_len = 1;
+        q.extra = &ids[i], q.extra_len = &len, q.nextra = 1, q.extra_aws = &aws;
+        x = run(f, f->token, &q, NULL);
+        assert_int_equal(x.err.code, want[i]);
+        if (want[i] == SP_E_OK)
+            assert_true(buf_is(sp_resolution_extra(x.r, 0), json));
+        if (want[i] == SP_E_SECRET_TYPE_MISMATCH)
+            assert_non_null(strstr(x.err.msg, "'GH' has type api"));
+        sp_resolution_free(x.r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +456,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(asserted_context_needs_the_permission, setup, teardown),
         cmocka_unit_test_setup_teardown(revoke_and_expiry_after_minting, setup, teardown),
         cmocka_unit_test_setup_teardown(twenty_references_one_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(aws_extras_need_an_aws_secret, setup, teardown),
     };
     if (!tu_redis_url()) {
         printf("SP_TEST_REDIS_URL is not set: run through scripts/test.sh\n");
