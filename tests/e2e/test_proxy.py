@@ -26,6 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import leak_scan  # noqa: E402
 import spt  # noqa: E402
 
 CANARY = "CANARY-proxy-%d" % os.getpid()
@@ -260,6 +261,42 @@ def awsv4_section(res, e, key, refused):
             fetch(dict(base, secret_access_key="$Secret{NOPE}")))
 
 
+def audit_section(res, e, tok):
+    """The workspace's audit stream holds one event per proxied request
+    that used secrets (names, scopes, decision, destination), never a value
+    or a $secret: token, in any encoding."""
+    r = leak_scan.Redis(e.redis_port, timeout=10)
+    try:
+        keys = [k for k in flatten_scan(r) if k.endswith(b":audit")]
+        events = []
+        for k in keys:
+            for _id, fields in r.cmd("XRANGE", k, "-", "+"):
+                events.append(dict(zip(fields[::2], fields[1::2])).get(b"event", b""))
+    finally:
+        r.close()
+    proxied = [json.loads(ev) for ev in events if b'"type":"proxy"' in ev]
+    res.check(len(proxied) >= 10, "audit stream: %d proxy events" % len(proxied))
+    res.check(all(p.get("refs") and p.get("caller") and p.get("host") and p.get("decision")
+                  for p in proxied), "audit events name refs, caller, host and decision")
+    res.check(any(p["decision"] == "deny" for p in proxied) and
+              any(p["decision"] == "allow" for p in proxied),
+              "audit stream holds allowed and denied requests")
+    blob = b"\n".join(events)
+    for name, v in VAL.items():
+        hit = [f for f in leak_scan.forms(v) if f in blob]
+        res.check(not hit, "audit stream holds no form of %s's value %r" % (name, hit[:1]))
+    res.check(tok.split(":", 1)[1].encode() not in blob, "audit stream holds no $secret: token")
+
+
+def flatten_scan(r):
+    cursor, out = b"0", []
+    while True:
+        cursor, batch = r.cmd("SCAN", cursor, "COUNT", 1000)
+        out += batch
+        if cursor == b"0":
+            return out
+
+
 def main():
     res = spt.Results()
     e = Env()
@@ -418,6 +455,9 @@ def main():
     awsv4_section(res, e, key, refused)
     fr = requests.post(e.proxy + "/v1/fetch", json={"url": e.upstream("/echo")}, timeout=10)
     res.check(fr.status_code == 407, "/v1/fetch without a key -> 407")
+
+    # -- the audit stream: events for requests that used secrets, no values ---
+    audit_section(res, e, tok)
 
     # -- Redis down: 503, then recovery --------------------------------------
     e.redis.kill()
