@@ -20,7 +20,7 @@ struct fetch {
     struct sp_worker *w;
     struct evhttp_request *req;
     char rid[SP_REQUEST_ID_LEN + 1];
-    int64_t t0_us;
+    int64_t t0_us, t_up_start;
     json_t *in;
     char *url; /* the target with the query object appended */
     struct sp_target target;
@@ -303,6 +303,7 @@ static int on_head(void *arg, const struct sp_upstream_head *hd)
     const struct sp_upstream_header *h = hd->headers;
     size_t n = hd->n_headers;
 
+    sp_metrics_upstream_connection(hd->reused);
     f->status = hd->status;
     f->resp_headers = json_object();
     if (!f->resp_headers)
@@ -408,6 +409,7 @@ static void on_done(void *arg, const struct sp_err *err, int head_sent)
     struct fetch *f = arg;
 
     f->up = NULL;
+    sp_metrics_upstream_latency(sp_mono_us() - f->t_up_start);
     if (err) {
         fetch_fail(f, err);
         return;
@@ -503,6 +505,7 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
                                                  sizeof(hs) / sizeof(hs[0]), &e) < 0)
         goto fail;
     sp_buf_init(&f->resp_body, (size_t)f->w->conf->proxy_max_body_size.i, 1);
+    f->t_up_start = sp_mono_us();
     f->up = sp_upstream_start(f->w->upstream, &r, &cbs, f, &e);
     sp_fetch_awsv4_clear(&f->aws);
     sp_buf_free(&url);

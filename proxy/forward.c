@@ -204,6 +204,7 @@ static int on_up_head(void *arg, const struct sp_upstream_head *hd)
 
     if (f->client_gone)
         return -1;
+    sp_metrics_upstream_connection(hd->reused);
     for (size_t i = 0; i < n; i++) {
         char name[256];
         if (h[i].name_len >= sizeof(name) || sp_target_hop_header(h[i].name, h[i].name_len))
@@ -297,6 +298,7 @@ static void on_up_done(void *arg, const struct sp_err *err, int head_sent)
 
     f->up = NULL;
     f->t_upstream_us = sp_mono_us() - f->t_upstream_start;
+    sp_metrics_upstream_latency(f->t_upstream_us);
     if (err && !head_sent) {
         fail(f, err);
         return;

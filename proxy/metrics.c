@@ -30,7 +30,8 @@ static struct {
     atomic_uint_fast64_t requests[SP_METRICS_MAX_ROUTES][NSTATUS];
     struct hist durations[SP_METRICS_MAX_ROUTES];
     atomic_uint_fast64_t denials[SP_E__COUNT];
-    struct hist store;
+    struct hist store, upstream;
+    atomic_uint_fast64_t upstream_conns[2]; /* new, reused */
     const char *gauge_names[MAX_GAUGES];
     atomic_int_fast64_t gauges[MAX_GAUGES];
     int ngauges;
@@ -86,6 +87,16 @@ void sp_metrics_denial(enum sp_err_code code)
 void sp_metrics_store_latency(int64_t us)
 {
     observe(&m.store, us);
+}
+
+void sp_metrics_upstream_latency(int64_t us)
+{
+    observe(&m.upstream, us);
+}
+
+void sp_metrics_upstream_connection(int reused)
+{
+    atomic_fetch_add_explicit(&m.upstream_conns[reused ? 1 : 0], 1, memory_order_relaxed);
 }
 
 void sp_metrics_set_gauge(const char *name, int64_t value)
@@ -180,6 +191,20 @@ int sp_metrics_render(struct sp_buf *out, struct sp_err *err)
                       "# TYPE secretproxy_store_latency_seconds histogram\n",
                       err) < 0 ||
         render_hist(out, "secretproxy_store_latency_seconds", "", &m.store, err) < 0)
+        return -1;
+    if (sp_buf_addstr(out,
+                      "# HELP secretproxy_upstream_latency_seconds Upstream exchange latency.\n"
+                      "# TYPE secretproxy_upstream_latency_seconds histogram\n",
+                      err) < 0 ||
+        render_hist(out, "secretproxy_upstream_latency_seconds", "", &m.upstream, err) < 0 ||
+        sp_buf_printf(out, err,
+                      "# HELP secretproxy_upstream_exchanges_total Upstream answers by "
+                      "connection: new or reused from the pool.\n"
+                      "# TYPE secretproxy_upstream_exchanges_total counter\n"
+                      "secretproxy_upstream_exchanges_total{connection=\"new\"} %llu\n"
+                      "secretproxy_upstream_exchanges_total{connection=\"reused\"} %llu\n",
+                      (unsigned long long)atomic_load(&m.upstream_conns[0]),
+                      (unsigned long long)atomic_load(&m.upstream_conns[1])) < 0)
         return -1;
     for (int g = 0; g < ngauges; g++) {
         if (sp_buf_printf(out, err, "# TYPE secretproxy_%s gauge\nsecretproxy_%s %lld\n",

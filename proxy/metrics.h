@@ -21,6 +21,10 @@ void sp_metrics_request(int route, int status, int64_t duration_us);
 void sp_metrics_denial(enum sp_err_code code);
 /* One store round trip's latency. */
 void sp_metrics_store_latency(int64_t us);
+/* One upstream exchange's latency (request sent to answer complete). */
+void sp_metrics_upstream_latency(int64_t us);
+/* An upstream answer's head arrived over a new or a pooled connection. */
+void sp_metrics_upstream_connection(int reused);
 /* Gauges set by whoever knows them. */
 void sp_metrics_set_gauge(const char *name, int64_t value);
 

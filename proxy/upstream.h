@@ -136,6 +136,7 @@ struct sp_upstream_head {
      * Content-Length in headers (which may disagree or repeat). For HEAD,
      * 204 and 304 no body follows whatever it says. */
     int64_t content_length;
+    int reused; /* the exchange went over a pooled connection */
 };
 
 struct sp_upstream_callbacks {

@@ -421,6 +421,11 @@ static int head_end(struct sp_upstream_req *req)
     head.headers = hs;
     head.n_headers = req->nh;
     head.content_length = cl < 0 ? -1 : (int64_t)cl;
+    {
+        long connects = 1;
+        head.reused = curl_easy_getinfo(req->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK &&
+                      connects == 0;
+    }
     req->head_sent = 1;
     rc = req->cb.on_head(req->arg, &head);
     free(hs);

@@ -458,6 +458,14 @@ def main():
 
     # -- the audit stream: events for requests that used secrets, no values ---
     audit_section(res, e, tok)
+    m = requests.get(e.api + "/metrics").text
+    counts = {l.split()[0]: float(l.split()[1]) for l in m.splitlines()
+              if l and not l.startswith("#")}
+    res.check(counts.get('secretproxy_upstream_exchanges_total{connection="reused"}', 0) > 0 and
+              counts.get('secretproxy_upstream_exchanges_total{connection="new"}', 0) > 0,
+              "/metrics counts upstream exchanges on new and pooled connections")
+    res.check(counts.get("secretproxy_upstream_latency_seconds_count", 0) > 10,
+              "/metrics has the upstream latency histogram")
 
     # -- Redis down: 503, then recovery --------------------------------------
     e.redis.kill()
