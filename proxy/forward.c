@@ -342,8 +342,7 @@ static int resign(struct fwd *f, struct sp_upstream_header *hs, size_t *n, size_
     r.hs = hs, r.n_hs = *n, r.cap = cap;
     r.body = *body, r.body_len = *body_len;
     r.body_changed = sp_resolution_body(f->res) != NULL;
-    r.body_framed = *body_len > 0 || strcmp(f->method, "POST") == 0 ||
-                    strcmp(f->method, "PUT") == 0 || strcmp(f->method, "PATCH") == 0;
+    r.body_framed = sp_upstream_body_framed(f->method, *body_len);
     if (sp_fwd_sigv4_sign(&f->aws, f->res, 0, f->w->sigv4_cache, f->headers, f->nheaders, &r, err) <
         0)
         return -1;
@@ -393,9 +392,8 @@ static void start_upstream(struct fwd *f)
         goto out;
     }
     sp_fill_upstream_request(&r, f->method, &url, hs, n, body, body_len);
-    /* The signature is computed after substitution; redaction starts
-     * after it, so the real key id and key are redacted too. */
-    redact = redact || (f->w->conf->proxy_echo_redaction.i && f->aws.mode);
+    /* The stream starts after signing: the key id, key and token that
+     * signing added to the redactor are redacted from the answer too. */
     if (redact) {
         f->stream = sp_redact_stream_new(sp_resolution_redactor(f->res), &err);
         if (!f->stream) {

@@ -66,8 +66,11 @@ int sp_worker_is_own_listener(const struct sp_worker *w, const char *host, int p
 SP_MUSTCHECK int sp_worker_check_target(const struct sp_worker *w, struct sp_target *t,
                                         struct sp_err *err);
 
+/* Does a request go upstream with a body (and so a Content-Length)? When
+ * it has one, or its method carries one (POST, PUT, PATCH). */
+int sp_upstream_body_framed(const char *method, size_t body_len);
 /* An upstream request for method/url/headers and a buffered body (framed
- * with Content-Length when there is one or the method carries one). */
+ * with Content-Length when sp_upstream_body_framed). */
 void sp_fill_upstream_request(struct sp_upstream_request *r, const char *method,
                               const struct sp_buf *url, const struct sp_upstream_header *h,
                               size_t n, const void *body, size_t body_len);

@@ -122,12 +122,17 @@ int sp_worker_is_own_listener(const struct sp_worker *w, const char *host, int p
     return 0;
 }
 
+int sp_upstream_body_framed(const char *method, size_t body_len)
+{
+    return body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "PATCH") == 0;
+}
+
 void sp_fill_upstream_request(struct sp_upstream_request *r, const char *method,
                               const struct sp_buf *url, const struct sp_upstream_header *h,
                               size_t n, const void *body, size_t body_len)
 {
-    int has_body = body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-                   strcmp(method, "PATCH") == 0;
+    int has_body = sp_upstream_body_framed(method, body_len);
 
     memset(r, 0, sizeof(*r));
     r->method = method;
