@@ -39,25 +39,33 @@ static void on_meta(const struct sp_secret_meta *m, const struct sp_err *err, vo
     *(int *)arg = err ? -1 : 1;
 }
 
+/* Upsert name with value and the rest of w, and wait for it. */
+static void put_w(struct fx *f, const char *scope, const char *name, const char *value,
+                  struct sp_secret_write *w)
+{
+    struct sp_err err;
+    int done = 0;
+
+    w->value = (const unsigned char *)value;
+    w->value_len = strlen(value);
+    w->has_value = 1;
+    assert_int_equal(
+        sp_store_secret_write(f->s, f->ws, scope, name, SP_WRITE_UPSERT, w, on_meta, &done, &err),
+        0);
+    assert_true(tu_run_until(f->base, &done, 5000));
+    assert_int_equal(done, 1);
+}
+
 static void put(struct fx *f, const char *scope, const char *name, const char *value,
                 const char *host, const char *env)
 {
     struct sp_secret_write w;
     struct sp_strlist hosts = {(char **)&host, host ? 1 : 0}, envs = {(char **)&env, env ? 1 : 0};
-    struct sp_err err;
-    int done = 0;
 
     memset(&w, 0, sizeof(w));
-    w.value = (const unsigned char *)value;
-    w.value_len = strlen(value);
-    w.has_value = 1;
     w.hosts = &hosts;
     w.envs = &envs;
-    assert_int_equal(
-        sp_store_secret_write(f->s, f->ws, scope, name, SP_WRITE_UPSERT, &w, on_meta, &done, &err),
-        0);
-    assert_true(tu_run_until(f->base, &done, 5000));
-    assert_int_equal(done, 1);
+    put_w(f, scope, name, value, &w);
 }
 
 static void on_key(const struct sp_key *k, const char *token, const struct sp_err *err, void *arg)
@@ -418,19 +426,11 @@ static void aws_extras_need_an_aws_secret(void **state)
     enum sp_err_code want[] = {SP_E_OK, SP_E_SECRET_TYPE_MISMATCH, SP_E_BAD_REQUEST,
                                SP_E_BAD_REQUEST};
     struct sp_secret_write w;
-    struct sp_err err;
-    int done = 0;
 
     memset(&w, 0, sizeof(w));
-    w.value = (const unsigned char *)json;
-    w.value_len = strlen(json);
-    w.has_value = 1;
     w.has_type = 1;
     w.type = SP_SECRET_AWS;
-    assert_int_equal(sp_store_secret_write(f->s, f->ws, "workspace", "AWS", SP_WRITE_UPSERT, &w,
-                                           on_meta, &done, &err),
-                     0);
-    assert_true(tu_run_until(f->base, &done, 5000));
+    put_w(f, "workspace", "AWS", json, &w);
     for (size_t i = 0; i < SP_ARRAY_LEN(ids); i++) {
         size_t len = strlen(ids[i]);
         struct sp_rrequest q;
