@@ -465,6 +465,7 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
     struct sp_upstream_callbacks cbs = {on_head, on_body, on_done};
     struct sp_upstream_request r;
     struct sp_buf url, auth, host;
+    struct sp_body_digests digests;
     const struct sp_buf *body;
     struct sp_err e;
     size_t n = 0;
@@ -498,6 +499,8 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
     if (auth.len)
         hs[n++] = (struct sp_upstream_header){"Authorization", 13, auth.data, auth.len};
     body = sp_resolution_body(f->res);
+    if (body)
+        (void)sp_body_digests_refresh(hs, n, body->data, body->len, &digests);
     sp_fill_upstream_request(&r, f->method, &url, hs, n, body ? body->data : f->body.data,
                              body ? body->len : f->body.len);
     /* SigV4 signs the request exactly as it goes upstream. */

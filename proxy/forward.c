@@ -228,8 +228,22 @@ static int on_up_head(void *arg, const struct sp_upstream_head *hd)
             sp_buf_free(&v);
         }
     }
-    /* Redaction may change the length: then the answer goes chunked. */
-    if (content_length >= 0 && !redact) {
+    /* A HEAD or 304 answer has no body: its Content-Length describes the
+     * representation and goes to the client as the upstream sent it. */
+    if (strcmp(f->method, "HEAD") == 0 || hd->status == 304) {
+        for (size_t i = 0; i < n; i++) {
+            char cl[32];
+            if (h[i].name_len != 14 || strncasecmp(h[i].name, "Content-Length", 14) != 0 ||
+                h[i].value_len == 0 || h[i].value_len >= sizeof(cl) ||
+                strspn(h[i].value, "0123456789") < h[i].value_len)
+                continue;
+            memcpy(cl, h[i].value, h[i].value_len);
+            cl[h[i].value_len] = '\0';
+            evhttp_add_header(out, "Content-Length", cl);
+            break;
+        }
+    } else if (content_length >= 0 && !redact) {
+        /* Redaction may change the length: then the answer goes chunked. */
         char cl[32];
         snprintf(cl, sizeof(cl), "%lld", (long long)content_length);
         evhttp_add_header(out, "Content-Length", cl);
@@ -358,6 +372,7 @@ static void start_upstream(struct fwd *f)
     struct sp_upstream_request r;
     struct sp_upstream_callbacks cbs = {on_up_head, on_up_body, on_up_done};
     struct sp_buf url, host;
+    struct sp_body_digests digests;
     const struct sp_buf *rbody = sp_resolution_body(f->res), *query = sp_resolution_query(f->res);
     const char *body = rbody ? rbody->data : f->body;
     size_t body_len = rbody ? rbody->len : f->body_len;
@@ -383,6 +398,8 @@ static void start_upstream(struct fwd *f)
                                               v ? v->len : f->headers[i].value_len};
     }
     hs[n++] = (struct sp_upstream_header){"Via", 3, "1.1 secretproxy", 15};
+    if (rbody)
+        (void)sp_body_digests_refresh(hs, n, body, body_len, &digests);
     if (f->aws.mode && resign(f, hs, &n, SP_ARRAY_LEN(hs), &body, &body_len, &query, &err) < 0) {
         fail(f, &err);
         goto out;
@@ -556,8 +573,14 @@ void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
         q.extra_aws = &f->aws_extra;
         if (f->aws.mode == SP_FWD_SIGV4_QUERY)
             q.query = f->aws.query.data, q.query_len = f->aws.query.len;
-        /* An aws-chunked body is framed by chunk sizes: it is not
-         * substituted (its signatures are re-computed as they are). */
+        /* An aws-chunked body is framed by chunk sizes and its signatures
+         * cover it as written: a reference in it cannot be substituted,
+         * and is never passed on. */
+        if (f->aws.streaming && sp_text_has_ref(f->body, f->body_len, 0)) {
+            fail_code(f, SP_E_REFERENCE_INVALID,
+                      "A secret reference inside an aws-chunked body cannot be substituted");
+            return;
+        }
         if (f->aws.streaming)
             q.body = NULL, q.body_len = 0;
     }

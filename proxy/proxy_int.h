@@ -122,6 +122,23 @@ SP_MUSTCHECK int sp_awsv4_apply_result(const struct sp_sigv4_result *sig,
                                        struct sp_upstream_header *hs, size_t *n, size_t cap,
                                        struct sp_err *err);
 
+/* ---- digests of the body in headers (body_digest.c) ---- */
+
+#define SP_BODY_DIGESTS_MAX 8
+
+/* Room for the recomputed values (base64 of up to 32 bytes). */
+struct sp_body_digests {
+    char v[SP_BODY_DIGESTS_MAX][48];
+};
+
+/* After substitution changed the body: give every Content-MD5 and
+ * x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256} header of hs[0..n)
+ * the digest of body[0..len) (values then point into d, which must
+ * outlive hs's use). Returns how many headers were refreshed; other
+ * x-amz-checksum-* algorithms are left as they are. */
+size_t sp_body_digests_refresh(struct sp_upstream_header *hs, size_t n, const void *body,
+                               size_t len, struct sp_body_digests *d);
+
 /* ---- re-signing an SDK's SigV4 request (forward_sigv4.c) ---- */
 
 enum sp_fwd_sigv4_mode {

@@ -45,6 +45,7 @@ struct sp_resolution {
     struct uref refs[MAX_REFS];
     size_t nrefs;
     struct part *parts; /* path, query, headers..., body, extras... */
+    size_t cur_part;    /* the part being substituted */
     size_t nparts, first_header, nheaders, body, first_extra, nextra;
 
     struct sp_key key;
@@ -145,10 +146,20 @@ static struct uref *find_ref(struct sp_resolution *r, const struct sp_text_ref *
 static int subst_lookup(void *ctx, const struct sp_text_ref *ref, const unsigned char **value,
                         size_t *vlen, struct sp_err *err)
 {
-    struct uref *u = find_ref(ctx, ref);
+    struct sp_resolution *r = ctx;
+    struct uref *u = find_ref(r, ref);
 
     if (!u || !u->secret)
         return sp_err_set(err, SP_E_INTERNAL, "reference was not resolved");
+    /* An aws secret is a key pair as JSON: substituted anywhere but as the
+     * access key id of a signature to re-sign, it would send the secret
+     * access key upstream. */
+    if (u->secret->meta.type == SP_SECRET_AWS && !r->parts[r->cur_part].aws)
+        return sp_err_set(err, SP_E_SECRET_TYPE_MISMATCH,
+                          "Secret '%s' has type aws: it can only stand as the access key id of "
+                          "an AWS SigV4 signature (Credential=$Secret{%s}/...), which the proxy "
+                          "signs again",
+                          u->name, u->name);
     *value = u->secret->value;
     *vlen = u->secret->value_len;
     return 0;
@@ -236,6 +247,7 @@ static int check_and_substitute(struct sp_resolution *r, struct sp_ref_result *r
         if (!pt->n || !sp_text_place_has_ref(pt->place, pt->p, pt->n))
             continue;
         sp_buf_init(&pt->out, i == r->body ? r->opts.max_body : 0, 1);
+        r->cur_part = i;
         n = sp_text_subst(pt->place, pt->p, pt->n, subst_lookup, r, &pt->out, err);
         if (n < 0)
             return -1;

@@ -446,6 +446,25 @@ static void aws_extras_need_an_aws_secret(void **state)
             assert_non_null(strstr(x.err.msg, "'GH' has type api"));
         sp_resolution_free(x.r);
     }
+    /* Anywhere else an aws secret would send its secret key: refused. */
+    {
+        struct sp_rheader h = {"X-Api-Key", 9, "$Secret{AWS}", 12};
+        const char *query = "AWSAccessKeyId=%24Secret%7BAWS%7D";
+        struct sp_rrequest q;
+        struct res x;
+        memset(&q, 0, sizeof(q));
+        q.host = "s3.amazonaws.com", q.path = "/", q.path_len = 1;
+        q.headers = &h, q.nheaders = 1;
+        x = run(f, f->token, &q, NULL);
+        assert_int_equal(x.err.code, SP_E_SECRET_TYPE_MISMATCH);
+        assert_null(sp_resolution_header(x.r, 0));
+        sp_resolution_free(x.r);
+        q.nheaders = 0;
+        q.query = query, q.query_len = strlen(query);
+        x = run(f, f->token, &q, NULL);
+        assert_int_equal(x.err.code, SP_E_SECRET_TYPE_MISMATCH);
+        sp_resolution_free(x.r);
+    }
 }
 
 int main(void)
