@@ -61,8 +61,9 @@ enum sp_conf_type {
       "lifetime of a minted $secret: reference")                                                   \
     X(secrets, empty_hosts, SP_CONF_ENUM, secrets_empty_hosts, "any", 0, 0, "any|none", 1,         \
       "what an empty hosts list allows: any host, or none")                                        \
-    X(secrets, cache_ttl, SP_CONF_DUR, secrets_cache_ttl, "0", 0, 1000, NULL, 1,                   \
-      "in-process cache of keys and secrets; 0 = off (at most 1s so revocation holds)")            \
+    X(secrets, cache_ttl, SP_CONF_DUR, secrets_cache_ttl, "30s", 0, 300000, NULL, 1,               \
+      "longest a worker keeps a resolved key or secret (encrypted) in memory; changes in "         \
+      "Redis still take effect within 1s (CLIENT TRACKING); 0 = off")                              \
     X(redis, url, SP_CONF_STR, redis_url, "redis://127.0.0.1:6379/0", 0, 0, NULL, 0,               \
       "redis://[user:pass@]host:port[/db] or unix:///path.sock[?db=N]")                            \
     X(redis, connect_timeout, SP_CONF_DUR, redis_connect_timeout, "1s", 10, 60000, NULL, 1,        \

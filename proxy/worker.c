@@ -221,6 +221,7 @@ static int worker_init(struct sp_worker *w, const struct sp_conf *c, struct sp_k
     w->store = sp_store_new(w->base, c, kr, err);
     if (!w->store)
         return -1;
+    sp_store_cache_configure(w->store, c->secrets_cache_ttl.i, 0, 0);
     memset(&uo, 0, sizeof(uo));
     sp_upstream_opts_from_conf(&uo, c);
     w->upstream = sp_upstream_new(w->base, &uo, err);
@@ -295,6 +296,7 @@ static void on_reconfigure(evutil_socket_t fd, short what, void *arg)
         return;
     w->conf = c;
     sp_store_reconfigure(w->store, c);
+    sp_store_cache_configure(w->store, c->secrets_cache_ttl.i, 0, 0);
     memset(&uo, 0, sizeof(uo));
     sp_upstream_opts_from_conf(&uo, c);
     if (sp_upstream_set_opts(w->upstream, &uo, &err) < 0)

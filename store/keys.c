@@ -1,5 +1,6 @@
 /*
- * keys.c - API keys and the one-round-trip resolution script.
+ * keys.c - API keys (the resolution script that also authenticates them is
+ * in resolve.c) and audit events.
  *
  * A key's token is "sp.<workspace>.<id>.<43 random chars>"; Redis keeps only
  * its SHA-256, compared here in constant time. The workspace inside the
@@ -102,9 +103,8 @@ int sp_key_json(const struct sp_key *k, struct sp_buf *out, struct sp_err *err)
     return sp_buf_printf(out, err, ",\"created_at\":\"%s\"}", created);
 }
 
-/* Parse a key hash reply into k and the stored hash. */
-static int key_from_reply(const redisReply *r, struct sp_key *k, unsigned char *hash,
-                          struct sp_err *err)
+int sp_store_key_from_reply(const redisReply *r, struct sp_key *k, unsigned char *hash,
+                            struct sp_err *err)
 {
     memset(k, 0, sizeof(*k));
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements % 2)
@@ -275,7 +275,8 @@ static void on_key_auth(struct redisReply *r, const struct sp_err *err, void *ar
     if (err) {
         o->key_cb(NULL, NULL, err, o->arg);
     } else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
-               key_from_reply(r, &o->key, hash, &e) < 0 || !sp_ct_eq(hash, 32, o->tok.hash, 32)) {
+               sp_store_key_from_reply(r, &o->key, hash, &e) < 0 ||
+               !sp_ct_eq(hash, 32, o->tok.hash, 32)) {
         sp_err_set(&e, SP_E_UNAUTHORIZED, "Invalid API key");
         o->key_cb(NULL, NULL, &e, o->arg);
     } else {
@@ -339,7 +340,7 @@ static void on_key_list(struct redisReply *r, const struct sp_err *err, void *ar
         o->keys_cb(NULL, 0, &e, o->arg);
     } else {
         for (size_t i = 0; i < r->elements; i++)
-            if (key_from_reply(r->element[i], &keys[n], NULL, NULL) == 0)
+            if (sp_store_key_from_reply(r->element[i], &keys[n], NULL, NULL) == 0)
                 n++;
         o->keys_cb(keys, n, NULL, o->arg);
     }
@@ -417,253 +418,6 @@ int sp_store_key_delete(struct sp_store *s, const char *ws, const char *id, sp_s
         return -1;
     }
     return 0;
-}
-
-/* ---- resolution ---- */
-
-/*
- * KEYS[1] the workspace prefix "sp:{ws}:" (declared so a cluster client
- * routes the script; every key built from it shares the slot).
- * ARGV: key id ('' = none), key-scope id, group, function, user (each ''
- * = take it from the key's own binding), then (kind, text) pairs: kind 'n'
- * + secret name, or 't' + sha256 hex of token.
- * Returns {key hash fields, {status, secret fields, token user}...}.
- */
-static struct sp_script script_resolve = {
-    "resolve",
-    "local p = KEYS[1]\n"
-    "local out = {}\n"
-    "if ARGV[1] ~= '' then out[1] = redis.call('HGETALL', p .. 'k:' .. ARGV[1])\n"
-    "else out[1] = {} end\n"
-    "local key = {}\n"
-    "for j = 1, #out[1], 2 do key[out[1][j]] = out[1][j + 1] end\n"
-    "local function pick(a, k) if a ~= '' then return a end return key[k] or '' end\n"
-    "local kid, grp = pick(ARGV[2], 'id'), pick(ARGV[3], 'group')\n"
-    "local fn, usr = pick(ARGV[4], 'function'), pick(ARGV[5], 'user')\n"
-    "local scopes = {}\n"
-    "if kid ~= '' then scopes[#scopes + 1] = 'key:' .. kid end\n"
-    "if grp ~= '' then scopes[#scopes + 1] = 'group:' .. grp end\n"
-    "if fn ~= '' then scopes[#scopes + 1] = 'function:' .. fn end\n"
-    "if usr ~= '' then scopes[#scopes + 1] = 'user:' .. usr end\n"
-    "scopes[#scopes + 1] = 'workspace'\n"
-    "for i = 6, #ARGV, 2 do\n"
-    "  local r = {'secret_not_found'}\n"
-    "  if ARGV[i] == 'n' then\n"
-    "    for _, sc in ipairs(scopes) do\n"
-    "      local h = redis.call('HGETALL', p .. 's:' .. sc .. ':' .. ARGV[i + 1])\n"
-    "      if #h > 0 then r = {'ok', h, ''}; break end\n"
-    "    end\n"
-    "  else\n"
-    "    local t = redis.call('HGETALL', p .. 't:' .. ARGV[i + 1])\n"
-    "    if #t == 0 then r = {'reference_invalid'} else\n"
-    "      local tk = {}\n"
-    "      for j = 1, #t, 2 do tk[t[j]] = t[j + 1] end\n"
-    "      local h = redis.call('HGETALL', p .. 's:' .. tk.scope .. ':' .. tk.name)\n"
-    "      local id = nil\n"
-    "      for j = 1, #h, 2 do if h[j] == 'id' then id = h[j + 1] end end\n"
-    "      if id ~= nil and id == tk.id then r = {'ok', h, tk.user or ''} end\n"
-    "    end\n"
-    "  end\n"
-    "  out[#out + 1] = r\n"
-    "end\n"
-    "return out\n",
-    ""};
-
-struct resolve_op {
-    struct sp_store *s;
-    sp_store_resolve_fn cb;
-    void *arg;
-    int have_token;
-    struct sp_key_token tok;
-    size_t count;
-    char user[129];
-    char **names; /* each ref's text, for messages */
-};
-
-static void resolve_op_free(struct resolve_op *o)
-{
-    for (size_t i = 0; o->names && i < o->count; i++)
-        free(o->names[i]);
-    free(o->names);
-    sp_wipe(o, sizeof(*o));
-    free(o);
-}
-
-/* Fill one result from {status, fields, token user}. */
-static void resolve_one(struct resolve_op *o, const redisReply *e, size_t i,
-                        struct sp_ref_result *res)
-{
-    struct sp_secret_meta m;
-    const redisReply *value;
-    const char *name = o->names[i];
-
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
-        e->element[0]->type != REDIS_REPLY_STRING) {
-        sp_err_set(&res->err, SP_E_INTERNAL, "store: malformed resolution");
-        return;
-    }
-    if (strcmp(e->element[0]->str, "reference_invalid") == 0) {
-        sp_err_set(&res->err, SP_E_REFERENCE_INVALID, "Reference has expired or is unknown");
-        return;
-    }
-    if (strcmp(e->element[0]->str, "ok") != 0 || e->elements < 3) {
-        sp_err_set(&res->err, SP_E_SECRET_NOT_FOUND, "Secret '%s' not found", name);
-        return;
-    }
-    if (e->element[2]->type == REDIS_REPLY_STRING && e->element[2]->len > 0) {
-        res->token_user_bound = 1;
-        /* A token minted for a user works only for that user. */
-        if (!o->user[0]) {
-            sp_err_set(&res->err, SP_E_USER_REQUIRED, "A user-scoped secret needs a user context");
-            return;
-        }
-        if (strcmp(o->user, e->element[2]->str) != 0) {
-            sp_err_set(&res->err, SP_E_REFERENCE_INVALID, "Reference has expired or is unknown");
-            return;
-        }
-    }
-    if (sp_store_meta_from_reply(e->element[1], &m, &value, &res->err) < 0)
-        return;
-    res->secret = sp_store_decrypt(o->s, &m, value, &res->err);
-    if (!res->secret)
-        sp_secret_meta_clear(&m);
-    else
-        res->err.code = SP_E_OK;
-}
-
-static void on_resolve(struct redisReply *r, const struct sp_err *err, void *arg)
-{
-    struct resolve_op *o = arg;
-    struct sp_ref_result *res = NULL;
-    struct sp_key key, *kp = NULL;
-    unsigned char hash[32] = {0};
-    struct sp_err e;
-
-    if (err) {
-        o->cb(NULL, NULL, 0, err, o->arg);
-        goto done;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != o->count + 1) {
-        sp_store_reply_error(r, &e);
-        o->cb(NULL, NULL, 0, &e, o->arg);
-        goto done;
-    }
-    if (o->have_token) {
-        if (r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements == 0 ||
-            key_from_reply(r->element[0], &key, hash, &e) < 0 ||
-            !sp_ct_eq(hash, 32, o->tok.hash, 32)) {
-            sp_err_set(&e, SP_E_PROXY_AUTH_REQUIRED, "Invalid API key");
-            o->cb(NULL, NULL, 0, &e, o->arg);
-            goto done;
-        }
-        kp = &key;
-        /* Tokens bound to a user check the effective user: asserted, or
-         * else the key's own binding. */
-        if (!o->user[0])
-            snprintf(o->user, sizeof(o->user), "%s", key.user);
-    }
-    res = calloc(o->count + 1, sizeof(*res));
-    if (!res) {
-        sp_err_set(&e, SP_E_INTERNAL, "out of memory");
-        o->cb(NULL, NULL, 0, &e, o->arg);
-        goto done;
-    }
-    for (size_t i = 0; i < o->count; i++)
-        resolve_one(o, r->element[i + 1], i, &res[i]);
-    o->cb(kp, res, o->count, NULL, o->arg);
-    for (size_t i = 0; i < o->count; i++)
-        sp_secret_free(res[i].secret);
-    free(res);
-done:
-    if (kp)
-        sp_wipe(kp, sizeof(*kp));
-    resolve_op_free(o);
-}
-
-static const char *nz(const char *s)
-{
-    return s ? s : "";
-}
-
-int sp_store_resolve(struct sp_store *s, const char *key_token, size_t key_token_len,
-                     const struct sp_caller *ctx, const struct sp_ref *refs, size_t count,
-                     sp_store_resolve_fn cb, void *arg, struct sp_err *err)
-{
-    char prefix[160];
-    const char **argv = NULL;
-    size_t *lens = NULL;
-    char(*tkeys)[260] = NULL;
-    struct resolve_op *o;
-    int n = 0, rc = -1;
-    const char *ws = ctx->workspace;
-
-    if (count > 256)
-        return sp_err_set(err, SP_E_BAD_REQUEST, "More than 256 references in one request");
-    if (!(o = calloc(1, sizeof(*o))))
-        return sp_err_set(err, SP_E_INTERNAL, "out of memory");
-    o->s = s;
-    o->cb = cb;
-    o->arg = arg;
-    o->count = count;
-    if (key_token) {
-        if (sp_key_token_parse(key_token, key_token_len, &o->tok) < 0) {
-            sp_err_set(err, SP_E_PROXY_AUTH_REQUIRED, "Invalid API key");
-            goto fail;
-        }
-        o->have_token = 1;
-        ws = o->tok.workspace;
-    }
-    if (!ws || sp_store_prefix(prefix, sizeof(prefix), ws) < 0) {
-        sp_err_set(err, SP_E_BAD_REQUEST, "Invalid workspace");
-        goto fail;
-    }
-    snprintf(o->user, sizeof(o->user), "%s", ctx->user ? ctx->user : "");
-    o->names = calloc(count + 1, sizeof(char *));
-    argv = calloc(6 + 2 * count, sizeof(*argv));
-    lens = calloc(6 + 2 * count, sizeof(*lens));
-    tkeys = calloc(count + 1, sizeof(*tkeys));
-    if (!o->names || !argv || !lens || !tkeys) {
-        sp_err_set(err, SP_E_INTERNAL, "out of memory");
-        goto fail;
-    }
-#define ARG(p) (argv[n] = nz(p), lens[n] = strlen(argv[n]), n++)
-    ARG(prefix);
-    ARG(o->have_token ? o->tok.id : "");
-    ARG(ctx->key_id ? ctx->key_id : (o->have_token ? o->tok.id : ""));
-    ARG(ctx->group);
-    ARG(ctx->function);
-    ARG(ctx->user);
-#undef ARG
-    for (size_t i = 0; i < count; i++) {
-        if (refs[i].kind == SP_REF_NAMED) {
-            o->names[i] = strndup(refs[i].text, refs[i].len);
-            argv[n] = "n", lens[n++] = 1;
-            argv[n] = refs[i].text, lens[n++] = refs[i].len;
-        } else {
-            /* Hash the token here; only its digest goes to Redis. */
-            char full[260];
-            sp_store_token_key(full, sizeof(full), "", refs[i].text, refs[i].len);
-            memcpy(tkeys[i], full + 2, strlen(full + 2) + 1); /* strip "t:" */
-            o->names[i] = strdup("$secret reference");
-            argv[n] = "t", lens[n++] = 1;
-            argv[n] = tkeys[i], lens[n++] = strlen(tkeys[i]);
-        }
-        if (!o->names[i]) {
-            sp_err_set(err, SP_E_INTERNAL, "out of memory");
-            goto fail;
-        }
-    }
-    if (sp_store_script(s, &script_resolve, 1, n, argv, lens, on_resolve, o, err) < 0)
-        goto fail;
-    o = NULL;
-    rc = 0;
-fail:
-    if (o)
-        resolve_op_free(o);
-    free(argv);
-    free(lens);
-    free(tkeys);
-    return rc;
 }
 
 void sp_store_audit(struct sp_store *s, const char *ws, const char *json, size_t len, long maxlen)

@@ -5,6 +5,7 @@
  * state is not READY every command fails at once with store_unavailable, so
  * the proxy fails closed instead of queueing behind a dead Redis.
  */
+#include "cache.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -313,6 +314,9 @@ int sp_store_script_strs(struct sp_store *s, struct sp_script *sc, int nkeys, in
 
 static void fail_pending(struct sp_store *s, const char *why)
 {
+    /* The link is going: the resolve cache is off before any callback
+     * can ask it for a hit. */
+    sp_cache_link_lost(s);
     /* Run callbacks for everything in flight; on_reply frees them later
      * when hiredis hands back the NULL replies. */
     for (struct sp_cmd *c = s->pending; c; c = c->next)
@@ -365,6 +369,7 @@ static void on_handshake(struct redisReply *r, const struct sp_err *err, void *a
     s->backoff_ms = 0;
     s->connects++;
     sp_log(SP_LOG_INFO, NULL, "redis connected");
+    sp_cache_link_ready(s);
     if (s->on_ready)
         s->on_ready(s->on_ready_arg);
 }
@@ -528,6 +533,7 @@ void sp_store_free(struct sp_store *s)
         cmd_fail(c, "shutting down");
         cmd_free(c);
     }
+    sp_cache_free(s);
     if (s->connect_timer)
         event_free(s->connect_timer);
     if (s->reconnect_timer)

@@ -356,12 +356,49 @@ typedef void (*sp_store_resolve_fn)(const struct sp_key *key, struct sp_ref_resu
  * group/function/user come from ctx (ctx->workspace must match the token's).
  * Named references resolve key > group > function > user > workspace.
  * results (count entries, one per ref, in order) are freed after the
- * callback returns.
+ * callback returns. With the resolve cache on (sp_store_cache_configure) a
+ * repeated call may take no round trip at all; its callback still runs
+ * later, from the loop, never inside this call.
  */
 SP_MUSTCHECK int sp_store_resolve(struct sp_store *s, const char *key_token, size_t key_token_len,
                                   const struct sp_caller *ctx, const struct sp_ref *refs,
                                   size_t count, sp_store_resolve_fn cb, void *arg,
                                   struct sp_err *err);
+
+/* ---- resolve cache ---- */
+
+/*
+ * Answer repeated sp_store_resolve calls from memory. What is kept is the
+ * script's raw reply (ciphertext, hashed key records), never plaintext: a
+ * hit is decrypted and checked like a miss. Entries are dropped as soon as
+ * Redis reports a change to anything they read (CLIENT TRACKING, through a
+ * second connection this store opens), live at most ttl_ms and never past
+ * the earliest expiry they hold (a $secret: token's TTL, a secret's
+ * expires_at). Whenever invalidation cannot be trusted (either connection
+ * down or new, tracking refused, heartbeats late by more than 0.9 s) the
+ * cache is flushed and off, and every resolve goes to Redis.
+ *
+ * ttl_ms 0 turns the cache off (the default for a new store); max_entries
+ * and max_bytes 0 take the defaults (4096 entries, 16 MiB). Any change
+ * flushes. Failures (out of memory) are logged and leave the cache off.
+ * Call from the store's thread.
+ */
+void sp_store_cache_configure(struct sp_store *s, int64_t ttl_ms, size_t max_entries,
+                              size_t max_bytes);
+
+struct sp_store_cache_stats {
+    int on;                 /* hits may be served right now */
+    uint64_t hits;          /* resolves answered from memory */
+    uint64_t misses;        /* resolves sent to Redis while on */
+    uint64_t bypassed;      /* resolves sent to Redis while configured but off */
+    uint64_t invalidations; /* invalidation messages from Redis */
+    uint64_t flushes;       /* whole-cache drops (link changes, FLUSHALL, reconfiguration) */
+    uint64_t evictions;     /* entries dropped for the bounds */
+    uint64_t entries;       /* now */
+    uint64_t bytes;         /* now */
+};
+/* Counters since the store was opened; all zero while never configured. */
+void sp_store_cache_stats(const struct sp_store *s, struct sp_store_cache_stats *out);
 
 /* ---- audit ---- */
 

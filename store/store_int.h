@@ -12,6 +12,7 @@
 #include "keyring.h"
 #include "store.h"
 
+struct sp_cache;
 struct sp_cmd;
 
 struct sp_store {
@@ -34,6 +35,7 @@ struct sp_store {
     void (*on_ready)(void *arg);
     void *on_ready_arg;
     int freeing;
+    struct sp_cache *cache; /* resolve cache (cache.h); NULL until configured */
 };
 
 /* Lua scripts, sent with EVALSHA and re-sent with EVAL after NOSCRIPT. */
@@ -79,6 +81,10 @@ SP_MUSTCHECK struct sp_secret *sp_store_decrypt(struct sp_store *s,
  * as "SPERR <code> <message>"). Returns -1 always. */
 int sp_store_reply_error(const struct redisReply *r, struct sp_err *err);
 void sp_strlist_clear(struct sp_strlist *l);
+/* Fill k (and, if hash is not NULL, the stored token hash) from an API
+ * key's HGETALL-style reply. */
+SP_MUSTCHECK int sp_store_key_from_reply(const struct redisReply *r, struct sp_key *k,
+                                         unsigned char *hash, struct sp_err *err);
 /* "<prefix>t:<sha256 hex of token>": where a $secret: token's record lives. */
 void sp_store_token_key(char *out, size_t outsz, const char *prefix, const char *token, size_t len);
 
