@@ -21,7 +21,7 @@ struct hist {
     atomic_uint_fast64_t sum_us;
 };
 
-#define MAX_GAUGES 16
+#define MAX_GAUGES 32
 
 static struct {
     pthread_mutex_t lock; /* registration only */
@@ -33,6 +33,7 @@ static struct {
     struct hist store, upstream;
     atomic_uint_fast64_t upstream_conns[2]; /* new, reused */
     const char *gauge_names[MAX_GAUGES];
+    int gauge_counter[MAX_GAUGES]; /* rendered as a counter */
     atomic_int_fast64_t gauges[MAX_GAUGES];
     int ngauges;
 } m = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -99,7 +100,8 @@ void sp_metrics_upstream_connection(int reused)
     atomic_fetch_add_explicit(&m.upstream_conns[reused ? 1 : 0], 1, memory_order_relaxed);
 }
 
-void sp_metrics_set_gauge(const char *name, int64_t value)
+/* The slot of a named series, registered on first use (-1 when full). */
+static int series(const char *name, int counter)
 {
     int i;
 
@@ -107,11 +109,28 @@ void sp_metrics_set_gauge(const char *name, int64_t value)
     for (i = 0; i < m.ngauges; i++)
         if (strcmp(m.gauge_names[i], name) == 0)
             break;
-    if (i == m.ngauges && m.ngauges < MAX_GAUGES)
-        m.gauge_names[m.ngauges++] = name;
+    if (i == m.ngauges && m.ngauges < MAX_GAUGES) {
+        m.gauge_names[m.ngauges] = name;
+        m.gauge_counter[m.ngauges++] = counter;
+    }
     pthread_mutex_unlock(&m.lock);
-    if (i < MAX_GAUGES)
+    return i < MAX_GAUGES ? i : -1;
+}
+
+void sp_metrics_set_gauge(const char *name, int64_t value)
+{
+    int i = series(name, 0);
+
+    if (i >= 0)
         atomic_store_explicit(&m.gauges[i], value, memory_order_relaxed);
+}
+
+void sp_metrics_add(const char *name, int counter, int64_t delta)
+{
+    int i = series(name, counter);
+
+    if (i >= 0 && delta)
+        atomic_fetch_add_explicit(&m.gauges[i], delta, memory_order_relaxed);
 }
 
 static int render_hist(struct sp_buf *out, const char *name, const char *labels, struct hist *h,
@@ -207,9 +226,9 @@ int sp_metrics_render(struct sp_buf *out, struct sp_err *err)
                       (unsigned long long)atomic_load(&m.upstream_conns[1])) < 0)
         return -1;
     for (int g = 0; g < ngauges; g++) {
-        if (sp_buf_printf(out, err, "# TYPE secretproxy_%s gauge\nsecretproxy_%s %lld\n",
-                          m.gauge_names[g], m.gauge_names[g],
-                          (long long)atomic_load(&m.gauges[g])) < 0)
+        if (sp_buf_printf(out, err, "# TYPE secretproxy_%s %s\nsecretproxy_%s %lld\n",
+                          m.gauge_names[g], m.gauge_counter[g] ? "counter" : "gauge",
+                          m.gauge_names[g], (long long)atomic_load(&m.gauges[g])) < 0)
             return -1;
     }
     return 0;

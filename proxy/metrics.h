@@ -27,6 +27,10 @@ void sp_metrics_upstream_latency(int64_t us);
 void sp_metrics_upstream_connection(int reused);
 /* Gauges set by whoever knows them. */
 void sp_metrics_set_gauge(const char *name, int64_t value);
+/* Add delta to a process-wide series that several threads feed: a counter
+ * (name ends in _total) or a gauge summed over workers. name must be a
+ * string literal (kept, never copied). */
+void sp_metrics_add(const char *name, int counter, int64_t delta);
 
 /* Render everything in Prometheus text format into out. */
 SP_MUSTCHECK int sp_metrics_render(struct sp_buf *out, struct sp_err *err);

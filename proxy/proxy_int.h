@@ -37,6 +37,8 @@ struct sp_worker {
     int draining, drain_quiet;
     int64_t drain_deadline_us;
     struct event *drain_timer;
+    struct event *stats_timer;              /* cache counters into metrics */
+    struct sp_store_cache_stats cache_seen; /* as last reported */
     atomic_int finished;
     _Atomic(const struct sp_conf *) next_conf; /* handed over by sp_workers_reconfigure */
     /* the proxy's own listeners, refused as targets */

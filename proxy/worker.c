@@ -186,6 +186,29 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
 }
 
+/* Once a second: this worker's resolve-cache counters into the process's
+ * metrics (the stats are plain fields, read on the worker's own thread). */
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    struct sp_worker *w = arg;
+    struct sp_store_cache_stats now, *was = &w->cache_seen;
+
+    if (!w->store)
+        return;
+    sp_store_cache_stats(w->store, &now);
+    sp_metrics_add("resolve_cache_hits_total", 1, (int64_t)(now.hits - was->hits));
+    sp_metrics_add("resolve_cache_misses_total", 1, (int64_t)(now.misses - was->misses));
+    sp_metrics_add("resolve_cache_bypassed_total", 1, (int64_t)(now.bypassed - was->bypassed));
+    sp_metrics_add("resolve_cache_invalidations_total", 1,
+                   (int64_t)(now.invalidations - was->invalidations));
+    sp_metrics_add("resolve_cache_flushes_total", 1, (int64_t)(now.flushes - was->flushes));
+    sp_metrics_add("resolve_cache_evictions_total", 1, (int64_t)(now.evictions - was->evictions));
+    sp_metrics_add("resolve_cache_entries", 0, (int64_t)now.entries - (int64_t)was->entries);
+    sp_metrics_add("resolve_cache_bytes", 0, (int64_t)now.bytes - (int64_t)was->bytes);
+    sp_metrics_add("resolve_cache_workers_on", 0, (int64_t)now.on - (int64_t)was->on);
+    *was = now;
+}
+
 static void *worker_main(void *arg)
 {
     struct sp_worker *w = arg;
@@ -230,6 +253,9 @@ static int worker_init(struct sp_worker *w, const struct sp_conf *c, struct sp_k
     w->sigv4_cache = sp_sigv4_key_cache_new(256, err);
     if (!w->sigv4_cache)
         return -1;
+    w->stats_timer = event_new(w->base, -1, EV_PERSIST, on_stats, w);
+    if (!w->stats_timer || event_add(w->stats_timer, &(struct timeval){1, 0}) < 0)
+        return sp_err_set(err, SP_E_INTERNAL, "cannot start the stats timer");
     w->http = evhttp_new(w->base);
     if (!w->http)
         return sp_err_set(err, SP_E_INTERNAL, "out of memory");
@@ -342,6 +368,8 @@ void sp_workers_free(struct sp_worker *w, int n)
         sp_sigv4_key_cache_free(w[i].sigv4_cache);
         if (w[i].drain_timer)
             event_free(w[i].drain_timer);
+        if (w[i].stats_timer)
+            event_free(w[i].stats_timer);
         if (w[i].http)
             evhttp_free(w[i].http); /* closes listen_fd through the bound socket */
         else if (w[i].listen_fd >= 0)

@@ -147,6 +147,20 @@ def main():
     codes = [e.get(key, "$Secret{S}").status_code for _ in range(30)]
     res.check(codes == [200] * 30 and scripts_run(e.redis_port) == before,
               "30 more requests, 0 scripts in Redis (%d)" % (scripts_run(e.redis_port) - before))
+    m = {}
+    for _ in range(30):  # workers report their counters once a second
+        m = {l.split()[0]: float(l.split()[1])
+             for l in requests.get(e.api + "/metrics").text.splitlines()
+             if l and not l.startswith("#")}
+        if m.get("secretproxy_resolve_cache_hits_total", 0) >= 30:
+            break
+        time.sleep(0.1)
+    res.check(m.get("secretproxy_resolve_cache_hits_total", 0) >= 30 and
+              m.get("secretproxy_resolve_cache_misses_total", 0) >= 1 and
+              m.get("secretproxy_resolve_cache_entries", 0) >= 1 and
+              m.get("secretproxy_resolve_cache_workers_on", 0) == 2,
+              "/metrics: cache hits, misses, entries and workers with the cache on (%r)" %
+              {k: v for k, v in m.items() if "resolve_cache" in k})
 
     # Every change holds for the very next request, on whichever worker.
     for i in range(2, 8):
