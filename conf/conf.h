@@ -38,13 +38,13 @@ enum sp_conf_type {
     X(proxy, workers, SP_CONF_INT, proxy_workers, "0", 0, 256, NULL, 0,                            \
       "worker threads, each with its own event loop; 0 = one per core")                            \
     X(proxy, max_connections, SP_CONF_INT, proxy_max_connections, "10000", 1, 1000000, NULL, 1,    \
-      "client connections per worker; more are closed at once")                                    \
+      "client connections per worker; more are answered 503 and closed")                           \
     X(proxy, max_header_size, SP_CONF_SIZE, proxy_max_header_size, "64k", 1024, 16777216, NULL, 1, \
       "request line plus headers; larger -> 431 headers_too_large")                                \
     X(proxy, max_body_size, SP_CONF_SIZE, proxy_max_body_size, "10m", 0, 4294967296, NULL, 1,      \
       "request body; larger -> 413 payload_too_large")                                             \
     X(proxy, client_timeout, SP_CONF_DUR, proxy_client_timeout, "60s", 100, 86400000, NULL, 1,     \
-      "idle keep-alive and slow-client timeout")                                                   \
+      "idle keep-alive, slow-client (408) and stalled-write timeout")                              \
     X(proxy, echo_redaction, SP_CONF_BOOL, proxy_echo_redaction, "true", 0, 0, NULL, 1,            \
       "redact injected values if an upstream echoes them back")                                    \
     X(proxy, default_app, SP_CONF_STR, proxy_default_app, "", 0, 0, NULL, 1,                       \

@@ -18,7 +18,7 @@
 
 struct fetch {
     struct sp_worker *w;
-    struct evhttp_request *req;
+    struct sp_h1_req *req; /* NULL once answered (the finishing call freed it) */
     char rid[SP_REQUEST_ID_LEN + 1];
     int64_t t0_us, t_up_start;
     json_t *in;
@@ -48,6 +48,8 @@ static void fetch_free(struct fetch *f)
 
     if (f->up)
         sp_upstream_cancel(f->up);
+    if (f->req) /* every request ends with exactly one finishing call */
+        sp_h1_reply_abort(f->req);
     if (f->w->conf->log_access.i)
         sp_log(SP_LOG_INFO, &ctx, "fetch %s %s:%d -> %d %s (%.3f ms)", f->method, f->target.host,
                f->target.port, f->status, sp_err_wire(f->code),
@@ -67,15 +69,22 @@ static void fetch_free(struct fetch *f)
     free(f);
 }
 
-static void fetch_fail(struct fetch *f, const struct sp_err *err)
+static void fetch_fail_with(struct fetch *f, const struct sp_err *err,
+                            const struct sp_h1_header *extra, size_t n_extra)
 {
     f->code = err->code;
     f->status = sp_err_http_status(err->code);
-    if (err->code == SP_E_PROXY_AUTH_REQUIRED)
-        evhttp_add_header(evhttp_request_get_output_headers(f->req), "Proxy-Authenticate",
-                          "Basic realm=\"secretproxy\"");
-    sp_http_reply_error(f->req, f->rid, err);
+    sp_h1_reply_error(f->req, f->rid, err, extra, n_extra);
+    f->req = NULL;
     fetch_free(f);
+}
+
+static void fetch_fail(struct fetch *f, const struct sp_err *err)
+{
+    static const struct sp_h1_header auth = {"Proxy-Authenticate", 18,
+                                             "Basic realm=\"secretproxy\"", 25};
+
+    fetch_fail_with(f, err, &auth, err->code == SP_E_PROXY_AUTH_REQUIRED);
 }
 
 /* ---- parsing the description ---- */
@@ -250,16 +259,17 @@ static int parse_auth(struct fetch *f, json_t *a, struct sp_err *err)
 
 static int parse_description(struct fetch *f, struct sp_err *err)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(f->req);
-    size_t n = evbuffer_get_length(in);
+    size_t n;
+    char *in = sp_h1_req_body(f->req, &n);
     json_t *m, *b, *b64;
     const char *k;
     json_error_t je;
 
-    if (!sp_http_is_json(f->req))
+    if (!sp_http_is_json_type(sp_h1_req_header(f->req, "Content-Type")))
         return sp_err_set(err, SP_E_BAD_REQUEST, "Content-Type must be application/json");
-    f->in = json_loadb((const char *)evbuffer_pullup(in, -1), n, JSON_REJECT_DUPLICATES, &je);
-    sp_wipe(evbuffer_pullup(in, -1), n);
+    f->in = json_loadb(in ? in : "", n, JSON_REJECT_DUPLICATES, &je);
+    if (in)
+        sp_wipe(in, n);
     if (!json_is_object(f->in))
         return sp_err_set(err, SP_E_BAD_REQUEST, "The body must be a JSON object");
     json_object_foreach(f->in, k, m)
@@ -385,7 +395,15 @@ static void reply(struct fetch *f)
         if (sp_buf_addstr(&out, "\"}\n", &e) < 0)
             goto fail;
     }
-    sp_http_reply_json_secret(f->req, 200, f->rid, &out);
+    {
+        const struct sp_h1_header h[] = {
+            {"Content-Type", 12, "application/json", 16},
+            {"Cache-Control", 13, "no-store", 8},
+            {"Secretproxy-Request-Id", 22, f->rid, strlen(f->rid)},
+        };
+        sp_h1_reply(f->req, 200, NULL, h, SP_ARRAY_LEN(h), out.data, out.len);
+        f->req = NULL;
+    }
     goto done;
 fail:
     sp_free_wiped_str(hj);
@@ -524,10 +542,10 @@ fail:
     fetch_fail(f, &e);
 }
 
-void sp_fetch_request(struct sp_worker *w, struct evhttp_request *req)
+void sp_fetch_request(struct sp_worker *w, struct sp_h1_req *req)
 {
+    static const struct sp_h1_header allow = {"Allow", 5, "POST", 4};
     struct fetch *f = calloc(1, sizeof(*f));
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     char token[256];
     struct sp_caller asserted;
     struct sp_rrequest q;
@@ -536,7 +554,8 @@ void sp_fetch_request(struct sp_worker *w, struct evhttp_request *req)
     struct sp_err err;
 
     if (!f) {
-        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        sp_err_set(&err, SP_E_INTERNAL, "out of memory");
+        sp_h1_reply_error(req, NULL, &err, NULL, 0);
         return;
     }
     f->w = w;
@@ -546,15 +565,14 @@ void sp_fetch_request(struct sp_worker *w, struct evhttp_request *req)
     sp_http_request_id(f->rid);
     snprintf(f->method, sizeof(f->method), "POST");
     w->inflight++;
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+    if (!sp_h1_req_method_is(req, "POST")) {
         sp_err_set(&err, SP_E_METHOD_NOT_ALLOWED, "Use POST /v1/fetch");
-        fetch_fail(f, &err);
+        fetch_fail_with(f, &err, &allow, 1);
         return;
     }
     /* The key: Authorization: Bearer, or Proxy-Authorization. */
-    if (sp_http_credential(evhttp_find_header(in, "Authorization"), token, sizeof(token), 0) < 0 &&
-        sp_http_credential(evhttp_find_header(in, "Proxy-Authorization"), token, sizeof(token), 1) <
+    if (sp_http_credential(sp_h1_req_header(req, "Authorization"), token, sizeof(token), 0) < 0 &&
+        sp_http_credential(sp_h1_req_header(req, "Proxy-Authorization"), token, sizeof(token), 1) <
             0) {
         sp_err_set(&err, SP_E_PROXY_AUTH_REQUIRED,
                    "An API key is required (Authorization: Bearer KEY)");
@@ -562,10 +580,10 @@ void sp_fetch_request(struct sp_worker *w, struct evhttp_request *req)
         return;
     }
     memset(&asserted, 0, sizeof(asserted));
-    asserted.user = evhttp_find_header(in, "Secretproxy-User");
-    asserted.function = evhttp_find_header(in, "Secretproxy-Function");
-    asserted.app = evhttp_find_header(in, "Secretproxy-App");
-    asserted.env = evhttp_find_header(in, "Secretproxy-Env");
+    asserted.user = sp_h1_req_header(req, "Secretproxy-User");
+    asserted.function = sp_h1_req_header(req, "Secretproxy-Function");
+    asserted.app = sp_h1_req_header(req, "Secretproxy-App");
+    asserted.env = sp_h1_req_header(req, "Secretproxy-Env");
     if (parse_description(f, &err) < 0 || sp_worker_check_target(w, &f->target, &err) < 0) {
         sp_wipe(token, sizeof(token));
         fetch_fail(f, &err);

@@ -15,17 +15,14 @@
  */
 #include "proxy_int.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #define MAX_HEADERS 200
-#define CLIENT_BACKLOG (4 << 20) /* pause the upstream above this much unsent */
+#define CLIENT_BACKLOG (4 << 20)     /* pause the upstream above this much unsent */
+#define CLIENT_LOW_WATER (256 << 10) /* and resume once it fell to this */
 
 enum fwd_state {
     FWD_PARSE = 1,
@@ -37,8 +34,7 @@ enum fwd_state {
 
 struct fwd {
     struct sp_worker *w;
-    struct evhttp_request *req;
-    struct evhttp_connection *evcon;
+    struct sp_h1_req *req; /* NULL once answered (the finishing call freed it) */
     enum fwd_state state;
     char rid[SP_REQUEST_ID_LEN + 1];
     int64_t t0_us, t_store_us, t_upstream_us, t_upstream_start;
@@ -143,6 +139,8 @@ out:
 
 static void fail(struct fwd *f, const struct sp_err *err)
 {
+    static const struct sp_h1_header auth = {"Proxy-Authenticate", 18,
+                                             "Basic realm=\"secretproxy\"", 25};
     struct sp_log_ctx ctx = {f->rid, NULL, NULL};
     struct sp_err e = *err;
 
@@ -157,16 +155,11 @@ static void fail(struct fwd *f, const struct sp_err *err)
             snprintf(e.msg, sizeof(e.msg), "%s", red.data ? red.data : "");
         sp_buf_free(&red);
     }
-    /* Answer even when the client is gone: libevent frees a request that
-     * lost its connection when it is answered. */
-    if (err->code == SP_E_PROXY_AUTH_REQUIRED)
-        evhttp_add_header(evhttp_request_get_output_headers(f->req), "Proxy-Authenticate",
-                          "Basic realm=\"secretproxy\"");
-    /* A refused request may have been framed other than we read it
-     * (smuggling): never read another request from this connection. */
-    if (err->code == SP_E_BAD_REQUEST || err->code == SP_E_HEADERS_TOO_LARGE)
-        evhttp_add_header(evhttp_request_get_output_headers(f->req), "Connection", "close");
-    sp_http_reply_error(f->req, f->rid, &e);
+    /* Answered even when the client is gone: the finishing call frees the
+     * request. After 400, 413 and 431 h1 closes the connection (the request
+     * may have been framed other than we read it). */
+    sp_h1_reply_error(f->req, f->rid, &e, &auth, err->code == SP_E_PROXY_AUTH_REQUIRED);
+    f->req = NULL;
     if (err->code >= SP_E_INTERNAL)
         sp_log(SP_LOG_WARN, &ctx, "%s", e.msg);
     fwd_free(f);
@@ -180,85 +173,26 @@ static void fail_code(struct fwd *f, enum sp_err_code code, const char *msg)
     fail(f, &e);
 }
 
-/* The answer already started: make it visibly incomplete (no final chunk,
- * fewer bytes than Content-Length) by closing the client's socket. */
-static void abort_client(struct fwd *f)
-{
-    struct bufferevent *bev = f->evcon ? evhttp_connection_get_bufferevent(f->evcon) : NULL;
-
-    if (bev && bufferevent_getfd(bev) >= 0)
-        shutdown(bufferevent_getfd(bev), SHUT_RDWR);
-}
-
 /* ---- upstream callbacks ---- */
 
-static int on_up_head(void *arg, const struct sp_upstream_head *hd)
+/* The Content-Length the upstream sent with a HEAD or 304 answer, which
+ * describes the representation (no body follows): -1 when none is valid. */
+static int64_t head_length(const struct sp_upstream_head *hd)
 {
-    struct fwd *f = arg;
-    const struct sp_upstream_header *h = hd->headers;
-    size_t n = hd->n_headers;
-    int64_t content_length = hd->content_length;
-    char reason[128];
-    struct evkeyvalq *out = evhttp_request_get_output_headers(f->req);
-    int redact = f->stream != NULL;
-
-    if (f->client_gone)
-        return -1;
-    sp_metrics_upstream_connection(hd->reused);
-    for (size_t i = 0; i < n; i++) {
-        char name[256];
-        if (h[i].name_len >= sizeof(name) || sp_target_hop_header(h[i].name, h[i].name_len))
+    for (size_t i = 0; i < hd->n_headers; i++) {
+        const struct sp_upstream_header *h = &hd->headers[i];
+        int64_t v = 0;
+        if (h->name_len != 14 || strncasecmp(h->name, "Content-Length", 14) != 0 ||
+            h->value_len == 0 || h->value_len > 18)
             continue;
-        memcpy(name, h[i].name, h[i].name_len);
-        name[h[i].name_len] = '\0';
-        /* evhttp wants NUL-terminated values; header values cannot hold NUL. */
-        {
-            /* Header values are echoes too (a Location built from the
-             * request): redact them like the body. */
-            struct sp_buf v;
-            sp_buf_init(&v, 0, 1);
-            if ((redact ? sp_redactor_redact(sp_resolution_redactor(f->res), h[i].value,
-                                             h[i].value_len, &v, NULL)
-                        : sp_buf_add(&v, h[i].value, h[i].value_len, NULL)) < 0 ||
-                sp_buf_add(&v, "", 0, NULL) < 0) {
-                sp_buf_free(&v);
-                return -1;
-            }
-            evhttp_add_header(out, name, v.data);
-            sp_buf_free(&v);
-        }
+        for (size_t k = 0; k < h->value_len && v >= 0; k++)
+            v = h->value[k] >= '0' && h->value[k] <= '9' ? v * 10 + (h->value[k] - '0') : -1;
+        return v;
     }
-    /* A HEAD or 304 answer has no body: its Content-Length describes the
-     * representation and goes to the client as the upstream sent it. */
-    if (strcmp(f->method, "HEAD") == 0 || hd->status == 304) {
-        for (size_t i = 0; i < n; i++) {
-            char cl[32];
-            if (h[i].name_len != 14 || strncasecmp(h[i].name, "Content-Length", 14) != 0 ||
-                h[i].value_len == 0 || h[i].value_len >= sizeof(cl) ||
-                strspn(h[i].value, "0123456789") < h[i].value_len)
-                continue;
-            memcpy(cl, h[i].value, h[i].value_len);
-            cl[h[i].value_len] = '\0';
-            evhttp_add_header(out, "Content-Length", cl);
-            break;
-        }
-    } else if (content_length >= 0 && !redact) {
-        /* Redaction may change the length: then the answer goes chunked. */
-        char cl[32];
-        snprintf(cl, sizeof(cl), "%lld", (long long)content_length);
-        evhttp_add_header(out, "Content-Length", cl);
-    }
-    evhttp_add_header(out, "Via", "1.1 secretproxy");
-    evhttp_add_header(out, "Secretproxy-Request-Id", f->rid);
-    snprintf(reason, sizeof(reason), "%.*s", (int)(hd->reason_len < 100 ? hd->reason_len : 100),
-             hd->reason ? hd->reason : "");
-    f->status = hd->status;
-    f->state = FWD_STREAMING;
-    evhttp_send_reply_start(f->req, hd->status, reason[0] ? reason : sp_http_reason(hd->status));
-    return 0;
+    return -1;
 }
 
-static void on_client_drained(struct evhttp_connection *evcon, void *arg)
+static void on_client_drained(struct sp_h1_req *req, void *arg)
 {
     struct fwd *f = arg;
 
@@ -268,20 +202,66 @@ static void on_client_drained(struct evhttp_connection *evcon, void *arg)
     }
 }
 
+static int on_up_head(void *arg, const struct sp_upstream_head *hd)
+{
+    struct fwd *f = arg;
+    const struct sp_upstream_header *h = hd->headers;
+    struct sp_h1_header *out = calloc(hd->n_headers + 2, sizeof(*out));
+    size_t *off = calloc(hd->n_headers + 1, sizeof(*off)), k = 0;
+    int64_t length = hd->content_length;
+    char reason[128];
+    struct sp_buf vals;
+    struct sp_err err;
+    int rc = -1;
+
+    sp_buf_init(&vals, 0, 1);
+    if (f->client_gone || !out || !off)
+        goto out;
+    sp_metrics_upstream_connection(hd->reused);
+    /* Header values are echoes too (a Location built from the request):
+     * redacted like the body, into one buffer, pointed at once complete. */
+    for (size_t i = 0; i < hd->n_headers; i++) {
+        if (sp_target_hop_header(h[i].name, h[i].name_len))
+            continue;
+        off[k] = vals.len;
+        if ((f->stream ? sp_redactor_redact(sp_resolution_redactor(f->res), h[i].value,
+                                            h[i].value_len, &vals, NULL)
+                       : sp_buf_add(&vals, h[i].value, h[i].value_len, NULL)) < 0)
+            goto out;
+        out[k++] = (struct sp_h1_header){h[i].name, h[i].name_len, NULL, 0};
+    }
+    off[k] = vals.len;
+    for (size_t i = 0; i < k; i++) {
+        out[i].value = vals.data ? vals.data + off[i] : "";
+        out[i].value_len = off[i + 1] - off[i];
+    }
+    out[k++] = (struct sp_h1_header){"Via", 3, "1.1 secretproxy", 15};
+    out[k++] = (struct sp_h1_header){"Secretproxy-Request-Id", 22, f->rid, strlen(f->rid)};
+    if (strcmp(f->method, "HEAD") == 0 || hd->status == 304)
+        length = head_length(hd);
+    else if (f->stream)
+        length = -1; /* redaction may change the length: chunked */
+    snprintf(reason, sizeof(reason), "%.*s", (int)(hd->reason_len < 100 ? hd->reason_len : 100),
+             hd->reason ? hd->reason : "");
+    f->status = hd->status;
+    if (sp_h1_reply_start(f->req, hd->status, reason[0] ? reason : NULL, out, k, length, &err) < 0)
+        goto out;
+    f->state = FWD_STREAMING;
+    sp_h1_req_on_drain(f->req, CLIENT_LOW_WATER, on_client_drained, f);
+    rc = 0;
+out:
+    sp_buf_free(&vals);
+    free(out);
+    free(off);
+    return rc;
+}
+
 static int send_chunk(struct fwd *f, const char *p, size_t n)
 {
-    struct evbuffer *b = evbuffer_new();
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(f->evcon);
-
-    if (!b || evbuffer_add(b, p, n) < 0) {
-        if (b)
-            evbuffer_free(b);
+    if (sp_h1_reply_chunk(f->req, p, n) < 0)
         return -1;
-    }
-    evhttp_send_reply_chunk_with_cb(f->req, b, on_client_drained, f);
-    evbuffer_free(b);
     f->bytes_out += n;
-    if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > CLIENT_BACKLOG && !f->paused) {
+    if (sp_h1_req_unsent(f->req) > CLIENT_BACKLOG && !f->paused) {
         f->paused = 1;
         sp_upstream_pause(f->up, 1);
     }
@@ -319,18 +299,20 @@ static void on_up_done(void *arg, const struct sp_err *err, int head_sent)
     }
     if (err) {
         f->code = err->code;
-        abort_client(f);
     } else if (f->stream) {
         struct sp_buf out;
         sp_buf_init(&out, 0, 0);
         if (sp_redact_stream_finish(f->stream, &out, NULL) < 0 ||
-            (out.len && send_chunk(f, out.data, out.len) < 0)) {
+            (out.len && send_chunk(f, out.data, out.len) < 0))
             f->code = SP_E_INTERNAL;
-            abort_client(f);
-        }
         sp_buf_free(&out);
     }
-    evhttp_send_reply_end(f->req);
+    /* A failed answer is made visibly incomplete: the connection resets. */
+    if (f->code != SP_E_OK)
+        sp_h1_reply_abort(f->req);
+    else
+        sp_h1_reply_end(f->req);
+    f->req = NULL;
     fwd_free(f);
 }
 
@@ -447,83 +429,78 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
 
 /* ---- the request ---- */
 
-static void on_client_close(struct evhttp_connection *evcon, void *arg)
+static void on_client_gone(struct sp_h1_req *req, void *arg)
 {
     struct fwd *f = arg;
 
     f->client_gone = 1;
-    f->evcon = NULL;
     if (f->up) {
         sp_upstream_cancel(f->up);
         f->up = NULL;
-        /* The request lost its connection: answering it frees it. */
-        if (f->state == FWD_STREAMING)
-            evhttp_send_reply_end(f->req);
-        else
-            evhttp_send_reply(f->req, 502, "Bad Gateway", NULL);
+        if (f->state != FWD_STREAMING)
+            f->status = 502;
         f->code = SP_E_UPSTREAM_ERROR;
+        sp_h1_reply_abort(f->req);
+        f->req = NULL;
         fwd_free(f);
     }
     /* While RESOLVING, on_resolved sees client_gone and answers. */
 }
 
-static int collect_headers(struct fwd *f, struct evkeyvalq *in, struct sp_err *err)
+static int collect_headers(struct fwd *f, struct sp_err *err)
 {
-    const char *conn = evhttp_find_header(in, "Connection");
+    const char *conn = sp_h1_req_header(f->req, "Connection");
+    size_t n;
+    const struct sp_h1_header *h = sp_h1_req_headers(f->req, &n);
 
-    for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
-        size_t n = strlen(kv->key);
-        if (!n || strspn(kv->key, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
-            return sp_err_set(err, SP_E_BAD_REQUEST, "Malformed header name");
-        if (sp_target_hop_header(kv->key, n) ||
-            (conn && sp_target_named_by_connection(conn, kv->key, n)))
+    /* Names are tokens and values hold no CR, LF or NUL (h1 checked). */
+    for (size_t i = 0; i < n; i++) {
+        if (sp_target_hop_header(h[i].name, h[i].name_len) ||
+            (conn && sp_target_named_by_connection(conn, h[i].name, h[i].name_len)))
             continue;
         /* The whole body is already here (and the client got its 100
          * Continue): asking the upstream again only costs a round trip. */
-        if (n == 6 && strcasecmp(kv->key, "Expect") == 0 &&
-            strcasecmp(kv->value, "100-continue") == 0)
+        if (h[i].name_len == 6 && strcasecmp(h[i].name, "Expect") == 0 &&
+            strcasecmp(h[i].value, "100-continue") == 0)
             continue;
         if (f->nheaders == MAX_HEADERS)
             return sp_err_set(err, SP_E_HEADERS_TOO_LARGE, "More than %d headers", MAX_HEADERS);
-        f->headers[f->nheaders++] = (struct sp_rheader){kv->key, n, kv->value, strlen(kv->value)};
+        f->headers[f->nheaders++] =
+            (struct sp_rheader){h[i].name, h[i].name_len, h[i].value, h[i].value_len};
     }
     return 0;
 }
 
 static int parse(struct fwd *f, struct sp_caller *asserted, struct sp_err *err)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(f->req);
-    struct evbuffer *body = evhttp_request_get_input_buffer(f->req);
     static const char *const ctx_headers[] = {"Secretproxy-User", "Secretproxy-Function",
                                               "Secretproxy-App", "Secretproxy-Env"};
     const char **ctx_fields[] = {&asserted->user, &asserted->function, &asserted->app,
                                  &asserted->env};
 
-    if (sp_target_parse(f->uri, &f->target, err) < 0 || sp_target_check_framing(in, err) < 0 ||
+    if (sp_target_parse(f->uri, &f->target, err) < 0 ||
         sp_worker_check_target(f->w, &f->target, err) < 0)
         return -1;
-    if (sp_http_credential(evhttp_find_header(in, "Proxy-Authorization"), f->token,
+    if (sp_http_credential(sp_h1_req_header(f->req, "Proxy-Authorization"), f->token,
                            sizeof(f->token), 1) < 0)
         return sp_err_set(err, SP_E_PROXY_AUTH_REQUIRED,
                           "Proxy authentication required (an API key as the password of "
                           "HTTP_PROXY=http://x:KEY@host:port, or Proxy-Authorization: Bearer)");
     for (size_t i = 0; i < SP_ARRAY_LEN(ctx_headers); i++) {
-        const char *v = evhttp_find_header(in, ctx_headers[i]);
+        const char *v = sp_h1_req_header(f->req, ctx_headers[i]);
         if (v && !sp_valid_name(v, strlen(v)))
             return sp_err_set(err, SP_E_BAD_REQUEST, "Invalid %s header", ctx_headers[i]);
         *ctx_fields[i] = v;
     }
-    if (collect_headers(f, in, err) < 0 ||
+    if (collect_headers(f, err) < 0 ||
         sp_fwd_sigv4_detect(&f->aws, f->headers, f->nheaders, f->target.query, f->target.query_len,
                             err) < 0)
         return -1;
-    f->body_len = evbuffer_get_length(body);
-    f->body = f->body_len ? (const char *)evbuffer_pullup(body, -1) : NULL;
+    f->body = sp_h1_req_body(f->req, &f->body_len);
     return 0;
 }
 
-void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
+void sp_forward_request(struct sp_worker *w, struct sp_h1_req *req)
 {
     struct fwd *f = calloc(1, sizeof(*f));
     struct sp_caller asserted;
@@ -535,20 +512,26 @@ void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
     int rc;
 
     if (!f) {
-        evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+        sp_err_set(&err, SP_E_INTERNAL, "out of memory");
+        sp_h1_reply_error(req, NULL, &err, NULL, 0);
         return;
     }
     f->w = w;
     f->req = req;
-    f->evcon = evhttp_request_get_connection(req);
     f->state = FWD_PARSE;
     f->t0_us = sp_mono_us();
     f->code = SP_E_OK;
     sp_http_request_id(f->rid);
-    snprintf(f->method, sizeof(f->method), "%s",
-             sp_http_method_name((int)evhttp_request_get_command(req)));
     w->inflight++;
-    f->uri = strdup(evhttp_request_get_uri(req));
+    /* The target is copied: the log line is written after the request was
+     * answered (and freed). */
+    f->uri = strdup(sp_h1_req_target(req, NULL));
+    /* TRACE would echo the substituted request back. */
+    if (strlen(sp_h1_req_method(req)) >= sizeof(f->method) || sp_h1_req_method_is(req, "TRACE")) {
+        fail_code(f, SP_E_METHOD_NOT_ALLOWED, "This method is not forwarded");
+        return;
+    }
+    snprintf(f->method, sizeof(f->method), "%s", sp_h1_req_method(req));
     memset(&asserted, 0, sizeof(asserted));
     if (!f->uri) {
         fail_code(f, SP_E_INTERNAL, "out of memory");
@@ -584,15 +567,17 @@ void sp_forward_request(struct sp_worker *w, struct evhttp_request *req)
         if (f->aws.streaming)
             q.body = NULL, q.body_len = 0;
     }
-    q.content_type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    q.content_type = sp_h1_req_header(req, "Content-Type");
     memset(&o, 0, sizeof(o));
     o.required_perms = SP_PERM_PROXY;
     o.empty_hosts_any = strcmp(w->conf->secrets_empty_hosts.s, "any") == 0;
     o.default_app = w->conf->proxy_default_app.s;
     o.default_env = w->conf->proxy_default_env.s;
     o.max_body = (size_t)w->conf->proxy_max_body_size.i * 2 + 65536;
-    if (f->evcon)
-        evhttp_connection_set_closecb(f->evcon, on_client_close, f);
+    if (sp_h1_req_on_gone(req, on_client_gone, f) < 0) {
+        fail_code(f, SP_E_BAD_REQUEST, "The client went away");
+        return;
+    }
     f->state = FWD_RESOLVING;
     f->t_store_us = sp_mono_us();
     rc = sp_resolver_run(w->store, f->token, strlen(f->token), &asserted, &q, &o, on_resolved, f,
@@ -608,8 +593,8 @@ static void fwd_free(struct fwd *f)
     f->state = FWD_DONE;
     if (f->up)
         sp_upstream_cancel(f->up);
-    if (f->evcon && !f->client_gone)
-        evhttp_connection_set_closecb(f->evcon, NULL, NULL);
+    if (f->req) /* every request ends with exactly one finishing call */
+        sp_h1_reply_abort(f->req);
     access_line(f);
     sp_metrics_request(f->w->metric_route, f->status, sp_mono_us() - f->t0_us);
     if (f->code != SP_E_OK)

@@ -8,58 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-void sp_http_request_id(char out[SP_REQUEST_ID_LEN + 1])
-{
-    char tok[40];
-
-    if (sp_random_token(tok, sizeof(tok), 15, NULL) < 0)
-        snprintf(tok, sizeof(tok), "%020lld", (long long)sp_mono_us());
-    memcpy(out, tok, SP_REQUEST_ID_LEN);
-    out[SP_REQUEST_ID_LEN] = '\0';
-}
-
-const char *sp_http_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 407:
-        return "Proxy Authentication Required";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Status";
-    }
-}
-
 static void common_headers(struct evhttp_request *req, const char *rid)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -108,21 +56,23 @@ void sp_http_reply_json_secret(struct evhttp_request *req, int status, const cha
 
 void sp_http_reply_error(struct evhttp_request *req, const char *rid, const struct sp_err *err)
 {
-    struct sp_buf b;
-    int status = sp_err_http_status(err->code);
-    const char *wire = sp_err_wire(err->code);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct evbuffer *b = evbuffer_new();
+    struct sp_http_error e;
 
-    sp_buf_init(&b, 0, 0);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Secretproxy-Error", wire);
-    if (sp_buf_printf(&b, NULL, "{\"error\":{\"code\":\"%s\",\"message\":\"", wire) < 0 ||
-        sp_json_escape(&b, err->msg, strlen(err->msg), NULL) < 0 ||
-        sp_buf_printf(&b, NULL, "\",\"request_id\":\"%s\"}}\n", rid ? rid : "") < 0) {
-        sp_buf_free(&b);
+    if (sp_http_error_build(&e, err, 0, rid) < 0 || !b ||
+        evbuffer_add(b, e.body.data, e.body.len) < 0) {
+        if (b)
+            evbuffer_free(b);
+        sp_http_error_free(&e);
         evhttp_send_reply(req, 500, sp_http_reason(500), NULL);
         return;
     }
-    sp_http_reply_json(req, status, rid, b.data, b.len);
-    sp_buf_free(&b);
+    for (size_t i = 0; i < e.nfields; i++)
+        evhttp_add_header(h, e.fields[i].name, e.fields[i].value);
+    evhttp_send_reply(req, e.status, e.reason, b);
+    evbuffer_free(b);
+    sp_http_error_free(&e);
 }
 
 int sp_http_credential(const char *v, char *out, size_t outsz, int allow_basic)
@@ -169,8 +119,12 @@ int sp_http_credential(const char *v, char *out, size_t outsz, int allow_basic)
 
 int sp_http_is_json(struct evhttp_request *req)
 {
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    return sp_http_is_json_type(
+        evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type"));
+}
 
+int sp_http_is_json_type(const char *ct)
+{
     if (!ct)
         return 0;
     while (*ct == ' ')

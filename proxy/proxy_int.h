@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #include "conf.h"
+#include "h1.h"
 #include "http.h"
 #include "keyring.h"
 #include "metrics.h"
@@ -29,8 +30,7 @@ struct sp_worker {
     struct sp_store *store;
     struct sp_upstream *upstream;
     struct sp_sigv4_key_cache *sigv4_cache; /* derived SigV4 signing keys */
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct sp_h1_server *h1;                /* the proxy listener */
     int listen_fd;
     int inflight;
     int metric_route, metric_fetch;
@@ -195,8 +195,8 @@ SP_MUSTCHECK int sp_fwd_sigv4_sign(struct sp_fwd_sigv4 *a, struct sp_resolution 
 void sp_fwd_sigv4_clear(struct sp_fwd_sigv4 *a);
 
 /* An absolute-form request on a worker (forward.c). */
-void sp_forward_request(struct sp_worker *w, struct evhttp_request *req);
+void sp_forward_request(struct sp_worker *w, struct sp_h1_req *req);
 /* POST /v1/fetch on a worker (fetch.c). */
-void sp_fetch_request(struct sp_worker *w, struct evhttp_request *req);
+void sp_fetch_request(struct sp_worker *w, struct sp_h1_req *req);
 
 #endif

@@ -118,28 +118,6 @@ int sp_target_named_by_connection(const char *connection, const char *name, size
     return 0;
 }
 
-int sp_target_check_framing(struct evkeyvalq *h, struct sp_err *err)
-{
-    const char *cl = NULL;
-    int te = 0;
-
-    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
-        if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
-            te = 1;
-        if (strcasecmp(kv->key, "Content-Length") == 0) {
-            if (cl && strcmp(cl, kv->value) != 0)
-                return sp_err_set(err, SP_E_BAD_REQUEST, "Conflicting Content-Length headers");
-            cl = kv->value;
-            if (!*cl || strspn(cl, "0123456789") != strlen(cl))
-                return sp_err_set(err, SP_E_BAD_REQUEST, "Malformed Content-Length");
-        }
-    }
-    if (te && cl)
-        return sp_err_set(err, SP_E_BAD_REQUEST,
-                          "Both Content-Length and Transfer-Encoding: refused (request smuggling)");
-    return 0;
-}
-
 int sp_target_upgrade(const struct sp_conf *c, struct sp_target *t)
 {
     char **items, *storage;

@@ -5,7 +5,6 @@
 #ifndef SP_PROXY_TARGET_H
 #define SP_PROXY_TARGET_H
 
-#include <event2/keyvalq_struct.h>
 #include <stddef.h>
 
 #include "conf.h"
@@ -30,9 +29,6 @@ SP_MUSTCHECK int sp_target_parse(const char *uri, struct sp_target *t, struct sp
 int sp_target_hop_header(const char *name, size_t n);
 /* Is name listed in a Connection header's value? */
 int sp_target_named_by_connection(const char *connection, const char *name, size_t n);
-/* Refuse both Content-Length and Transfer-Encoding, conflicting or
- * malformed Content-Length (request smuggling). */
-SP_MUSTCHECK int sp_target_check_framing(struct evkeyvalq *h, struct sp_err *err);
 /* Apply upstream.upgrade_hosts: http -> https (port 80 -> 443). Returns 1
  * if upgraded. */
 int sp_target_upgrade(const struct sp_conf *c, struct sp_target *t);

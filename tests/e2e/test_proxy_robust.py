@@ -450,15 +450,9 @@ def main():
         /echo or B at all."""
         ra, rb = len(up.recs()), upb.conns()
         st, err, text = fn()
-        # Known limitation (README): requests libevent's HTTP parser refuses
-        # get its own HTML 400/413 page and a closed connection, no
-        # Secretproxy-Error. Still a refusal with nothing sent upstream.
-        layer = "<HTML><HEAD>" in text and not err
-        if layer:
-            KNOWN.append("%s: libevent %d page" % (what, st))
-        res.check(st == status if status and not layer else 400 <= st < 500,
+        res.check(st == status if status else 400 <= st < 500,
                   "%s -> %s (got %d %s %r)" % (what, status or "4xx", st, err, text[:160]))
-        res.check(layer or (err == code if code else err),
+        res.check(err == code if code else err,
                   "%s: the refusal carries Secretproxy-Error%s and the JSON error body "
                   "(DESIGN §11 Statuses); got %d %s %r"
                   % (what, ": " + code if code else "", st, err, text[:200]))
