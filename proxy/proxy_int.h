@@ -39,6 +39,7 @@ struct sp_worker {
     struct event *drain_timer;
     struct event *stats_timer;              /* cache counters into metrics */
     struct sp_store_cache_stats cache_seen; /* as last reported */
+    int64_t conns_seen;                     /* open client connections, as last reported */
     atomic_int finished;
     _Atomic(const struct sp_conf *) next_conf; /* handed over by sp_workers_reconfigure */
     /* the proxy's own listeners, refused as targets */

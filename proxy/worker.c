@@ -206,15 +206,19 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
 }
 
-/* Once a second: this worker's resolve-cache counters into the process's
- * metrics (the stats are plain fields, read on the worker's own thread). */
+/* Once a second: this worker's open client connections and resolve-cache
+ * counters into the process's metrics (read on the worker's own thread). */
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
     struct sp_worker *w = arg;
     struct sp_store_cache_stats now, *was = &w->cache_seen;
+    int64_t conns;
 
     if (!w->store)
         return;
+    conns = (int64_t)sp_h1_server_connections(w->h1);
+    sp_metrics_add("client_connections", 0, conns - w->conns_seen);
+    w->conns_seen = conns;
     sp_store_cache_stats(w->store, &now);
     sp_metrics_add("resolve_cache_hits_total", 1, (int64_t)(now.hits - was->hits));
     sp_metrics_add("resolve_cache_misses_total", 1, (int64_t)(now.misses - was->misses));

@@ -200,7 +200,15 @@ def main():
 
     # -- connections -----------------------------------------------------------
     held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CONNS)]
-    time.sleep(0.2)
+    gauge = None
+    for _ in range(30):  # reported once a second
+        time.sleep(0.1)
+        for line in requests.get("http://127.0.0.1:%d/metrics" % api).text.splitlines():
+            if line.startswith("secretproxy_client_connections "):
+                gauge = float(line.split()[1])
+        if gauge == MAX_CONNS:
+            break
+    res.check(gauge == MAX_CONNS, "/metrics: %d open client connections (%r)" % (MAX_CONNS, gauge))
     refused("connection %d over proxy.max_connections" % (MAX_CONNS + 1), b"", 503,
             "store_unavailable", wait_close=2.0)
     held.pop().close()
