@@ -48,6 +48,15 @@ def stop_all():
             p.wait()
 
 
+def run(main):
+    """Run a test's main; stop every process it started, also when a check
+    raised, so no Redis or upstream is left behind."""
+    try:
+        main()
+    finally:
+        stop_all()
+
+
 def redis_server(port=None):
     """A private redis-server; returns (port, Popen)."""
     port = port or free_port()

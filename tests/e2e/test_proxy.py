@@ -500,7 +500,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        spt.stop_all()   # also when a check raised: no Redis or upstream left behind
+    spt.run(main)

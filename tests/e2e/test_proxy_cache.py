@@ -223,7 +223,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        spt.stop_all()
+    spt.run(main)
