@@ -23,6 +23,9 @@
 #define MAX_HEADERS 200
 #define CLIENT_BACKLOG (4 << 20)     /* pause the upstream above this much unsent */
 #define CLIENT_LOW_WATER (256 << 10) /* and resume once it fell to this */
+#define STREAM_HIGH (1 << 20)        /* a streamed upload: stop reading the client above this */
+#define STREAM_LOW (256 << 10)       /* and read again once the upstream took this much */
+#define REF_TAIL 272                 /* longer than any reference: scanned across reads */
 
 enum fwd_state {
     FWD_PARSE = 1,
@@ -49,6 +52,13 @@ struct fwd {
     struct sp_resolution *res;
     struct sp_fwd_sigv4 aws; /* an SDK's signature to re-sign */
     unsigned char aws_extra;
+    /* a streamed aws-chunked upload (h1 delivers it as it arrives) */
+    int streamed, body_done, body_paused, up_waiting;
+    int64_t stream_length; /* the client's Content-Length, or -1 (chunked) */
+    struct sp_buf upbuf;   /* re-signed bytes the upstream has not taken yet */
+    size_t upoff;
+    char tail[REF_TAIL]; /* the end of what came before, to find a reference split across reads */
+    size_t tail_len;
     struct sp_upstream_req *up;
     struct sp_redact_stream *stream;
     int status, client_gone, paused;
@@ -339,6 +349,11 @@ static int resign(struct fwd *f, struct sp_upstream_header *hs, size_t *n, size_
     r.body = *body, r.body_len = *body_len;
     r.body_changed = sp_resolution_body(f->res) != NULL;
     r.body_framed = sp_upstream_body_framed(f->method, *body_len);
+    if (f->streamed) {
+        r.streamed = 1;
+        r.body_len = f->stream_length > 0 ? (size_t)f->stream_length : 0;
+        r.body_framed = f->stream_length >= 0;
+    }
     if (sp_fwd_sigv4_sign(&f->aws, f->res, 0, f->w->sigv4_cache, f->headers, f->nheaders, &r, err) <
         0)
         return -1;
@@ -346,6 +361,115 @@ static int resign(struct fwd *f, struct sp_upstream_header *hs, size_t *n, size_
     *body = r.body, *body_len = r.body_len;
     *query = r.signed_query ? r.signed_query : q;
     return 0;
+}
+
+/* ---- a streamed aws-chunked upload ---- */
+
+/* The upload failed on our side: nothing complete reaches the upstream. */
+static void stream_fail(struct fwd *f, const struct sp_err *err)
+{
+    if (f->up) {
+        sp_upstream_cancel(f->up);
+        f->up = NULL;
+    }
+    if (f->state != FWD_STREAMING) {
+        fail(f, err);
+        return;
+    }
+    f->code = err->code;
+    sp_h1_reply_abort(f->req);
+    f->req = NULL;
+    fwd_free(f);
+}
+
+/* A reference in an upload cannot be substituted (the chunk signatures
+ * cover the body as written): refused, also when it is split across
+ * reads. */
+static int stream_has_ref(struct fwd *f, const char *p, size_t n)
+{
+    char join[2 * REF_TAIL];
+    size_t k = n < REF_TAIL ? n : REF_TAIL, keep;
+
+    memcpy(join, f->tail, f->tail_len);
+    memcpy(join + f->tail_len, p, k);
+    if (sp_text_has_ref(join, f->tail_len + k, 0) || sp_text_has_ref(p, n, 0))
+        return 1;
+    keep = n >= REF_TAIL ? 0 : (f->tail_len < REF_TAIL - n ? f->tail_len : REF_TAIL - n);
+    memmove(f->tail, f->tail + f->tail_len - keep, keep);
+    memcpy(f->tail + keep, p + n - (n >= REF_TAIL ? REF_TAIL : n), n >= REF_TAIL ? REF_TAIL : n);
+    f->tail_len = keep + (n >= REF_TAIL ? REF_TAIL : n);
+    return 0;
+}
+
+static void on_stream_data(struct sp_h1_req *req, const char *p, size_t n, int last, void *arg)
+{
+    struct fwd *f = arg;
+    struct sp_err e;
+
+    if (!f->up)
+        return; /* the upstream already answered: the rest is dropped */
+    if (n && stream_has_ref(f, p, n)) {
+        sp_err_set(&e, SP_E_REFERENCE_INVALID,
+                   "A secret reference inside an aws-chunked body cannot be substituted");
+        stream_fail(f, &e);
+        return;
+    }
+    if (sp_fwd_sigv4_body(&f->aws, p, n, last, &f->upbuf, &e) < 0) {
+        stream_fail(f, &e);
+        return;
+    }
+    f->body_done = last;
+    if (f->upbuf.len - f->upoff > STREAM_HIGH && !f->body_paused) {
+        f->body_paused = 1;
+        sp_h1_req_body_pause(f->req, 1);
+    }
+    if (f->up_waiting) {
+        f->up_waiting = 0;
+        sp_upstream_resume_upload(f->up);
+    }
+}
+
+static ssize_t on_up_read(void *arg, char *buf, size_t len)
+{
+    struct fwd *f = arg;
+    size_t n = f->upbuf.len - f->upoff;
+
+    if (!n) {
+        if (f->body_done)
+            return 0;
+        f->up_waiting = 1;
+        return SP_UPSTREAM_READ_WAIT;
+    }
+    n = n < len ? n : len;
+    memcpy(buf, f->upbuf.data + f->upoff, n);
+    f->upoff += n;
+    if (f->upoff == f->upbuf.len) {
+        f->upbuf.len = 0;
+        f->upoff = 0;
+    } else if (f->upoff >= STREAM_LOW) {
+        memmove(f->upbuf.data, f->upbuf.data + f->upoff, f->upbuf.len - f->upoff);
+        f->upbuf.len -= f->upoff;
+        f->upoff = 0;
+    }
+    if (f->body_paused && f->upbuf.len - f->upoff <= STREAM_LOW) {
+        f->body_paused = 0;
+        sp_h1_req_body_pause(f->req, 0);
+    }
+    return (ssize_t)n;
+}
+
+int sp_forward_wants_stream(const struct sp_h1_req *req, void *arg)
+{
+    const char *auth = sp_h1_req_header(req, "Authorization");
+    const char *sha = sp_h1_req_header(req, "X-Amz-Content-Sha256");
+    enum sp_sigv4_chunked_mode m;
+
+    (void)arg;
+    /* An SDK's aws-chunked upload to re-sign streams through; every other
+     * body is read whole (references in it are substituted). */
+    return sp_h1_req_target(req, NULL)[0] != '/' && sha &&
+           sp_sigv4_chunked_mode_for(sha, strlen(sha), &m) == 0 && auth &&
+           strncmp(auth, SP_SIGV4_ALGORITHM " ", 17) == 0 && sp_text_has_ref(auth, strlen(auth), 0);
 }
 
 static void start_upstream(struct fwd *f)
@@ -391,6 +515,11 @@ static void start_upstream(struct fwd *f)
         goto out;
     }
     sp_fill_upstream_request(&r, f->method, &url, hs, n, body, body_len);
+    if (f->streamed) {
+        r.body_kind = SP_UPSTREAM_BODY_STREAM;
+        r.body_size = f->stream_length;
+        r.on_read = on_up_read;
+    }
     /* The stream starts after signing: the key id, key and token that
      * signing added to the redactor are redacted from the answer too. */
     if (redact) {
@@ -405,6 +534,8 @@ static void start_upstream(struct fwd *f)
     f->up = sp_upstream_start(f->w->upstream, &r, &cbs, f, &err);
     if (!f->up)
         fail(f, &err);
+    else if (f->streamed) /* only now is the client invited to send its body */
+        sp_h1_req_body_start(f->req, on_stream_data, f);
 out:
     sp_buf_free(&url);
     sp_buf_free(&host);
@@ -541,6 +672,16 @@ void sp_forward_request(struct sp_worker *w, struct sp_h1_req *req)
         fail(f, &err);
         return;
     }
+    f->streamed = sp_h1_req_streamed(req);
+    if (f->streamed) {
+        const char *cl = sp_h1_req_header(req, "Content-Length");
+        f->stream_length = cl ? (int64_t)strtoll(cl, NULL, 10) : -1;
+        sp_buf_init(&f->upbuf, 16u << 20, 1);
+        if (f->aws.mode != SP_FWD_SIGV4_HEADER || !f->aws.streaming) {
+            fail_code(f, SP_E_BAD_REQUEST, "This upload cannot be streamed");
+            return;
+        }
+    }
     memset(&q, 0, sizeof(q));
     q.host = f->target.host;
     q.path = f->target.path, q.path_len = f->target.path_len;
@@ -602,6 +743,7 @@ static void fwd_free(struct fwd *f)
     f->w->inflight--;
     sp_redact_stream_free(f->stream);
     sp_fwd_sigv4_clear(&f->aws);
+    sp_buf_free(&f->upbuf);
     sp_resolution_free(f->res);
     free(f->uri);
     sp_wipe(f, sizeof(*f));

@@ -310,34 +310,42 @@ static const char *payload_hash(const struct sp_fwd_sigv4 *a, const struct sp_fw
     return NULL;
 }
 
-/* A new chain of chunk signatures for a signed aws-chunked body (same
- * length; the body is the whole request body, already read). */
-static int resign_chunks(struct sp_fwd_sigv4 *a, const struct sp_sigv4_creds *c,
-                         const struct sp_sigv4_opts *o, struct sp_fwd_sigv4_req *q,
-                         struct sp_err *err)
+/* The aws-chunked re-writer: a new chain of chunk signatures in the signed
+ * modes (output as long as the input), a framing check in the unsigned
+ * one. A buffered body goes through it at once; a streamed one through
+ * sp_fwd_sigv4_body as it arrives. */
+static int open_chunks(struct sp_fwd_sigv4 *a, const struct sp_sigv4_creds *c,
+                       const struct sp_sigv4_opts *o, struct sp_fwd_sigv4_req *q,
+                       struct sp_err *err)
 {
-    struct sp_sigv4_chain *chain;
-    struct sp_sigv4_chunked *ck;
-    int rc;
+    struct sp_sigv4_chain *chain = NULL;
 
-    if (a->streaming == SP_SIGV4_CHUNKED_UNSIGNED_TRAILER)
-        return 0; /* nothing signed in the body: it passes through */
-    chain = sp_sigv4_chain_new(c, o, a->sig.signature, err);
-    if (!chain)
-        return -1;
-    ck = sp_sigv4_chunked_new((enum sp_sigv4_chunked_mode)a->streaming, chain, 0, err);
-    if (!ck)
-        return -1;
-    sp_buf_init(&a->body, q->body_len + 1, 0);
-    rc = sp_sigv4_chunked_feed(ck, q->body ? q->body : "", q->body_len, &a->body, err);
-    if (rc == 0)
-        rc = sp_sigv4_chunked_finish(ck, err);
-    sp_sigv4_chunked_free(ck);
-    if (rc == 0) {
-        q->body = a->body.data;
-        q->body_len = a->body.len;
+    if (a->streaming != SP_SIGV4_CHUNKED_UNSIGNED_TRAILER) {
+        chain = sp_sigv4_chain_new(c, o, a->sig.signature, err);
+        if (!chain)
+            return -1;
     }
-    return rc;
+    a->chunks = sp_sigv4_chunked_new((enum sp_sigv4_chunked_mode)a->streaming, chain, 0, err);
+    if (!a->chunks)
+        return -1;
+    if (q->streamed)
+        return 0;
+    sp_buf_init(&a->body, q->body_len + 1, 0);
+    if (sp_fwd_sigv4_body(a, q->body, q->body_len, 1, &a->body, err) < 0)
+        return -1;
+    q->body = a->body.data;
+    q->body_len = a->body.len;
+    return 0;
+}
+
+int sp_fwd_sigv4_body(struct sp_fwd_sigv4 *a, const char *p, size_t n, int last, struct sp_buf *out,
+                      struct sp_err *err)
+{
+    if (!a->chunks)
+        return sp_err_set(err, SP_E_INTERNAL, "the aws-chunked body was not expected");
+    if (sp_sigv4_chunked_feed(a->chunks, p ? p : "", n, out, err) < 0)
+        return -1;
+    return last ? sp_sigv4_chunked_finish(a->chunks, err) : 0;
 }
 
 int sp_fwd_sigv4_sign(struct sp_fwd_sigv4 *a, struct sp_resolution *res, size_t extra,
@@ -388,7 +396,7 @@ int sp_fwd_sigv4_sign(struct sp_fwd_sigv4 *a, struct sp_resolution *res, size_t 
     o.cache = cache;
     sp_sigv4_result_free(&a->sig);
     if (sp_sigv4_sign(&r, &cr.c, &o, &a->sig, err) < 0 ||
-        (a->streaming && resign_chunks(a, &cr.c, &o, q, err) < 0) ||
+        (a->streaming && open_chunks(a, &cr.c, &o, q, err) < 0) ||
         sp_awsv4_apply_result(&a->sig, q->hs, &q->n_hs, q->cap, err) < 0)
         goto out;
     q->signed_query = o.mode == SP_SIGV4_MODE_QUERY ? &a->sig.query : NULL;
@@ -401,6 +409,7 @@ out:
 
 void sp_fwd_sigv4_clear(struct sp_fwd_sigv4 *a)
 {
+    sp_sigv4_chunked_free(a->chunks);
     sp_sigv4_result_free(&a->sig);
     sp_buf_free(&a->query);
     sp_buf_free(&a->body);

@@ -2,7 +2,8 @@
  * h1.c - the proxy listener's HTTP/1.1 server: accepting, connections and
  * their state machine (h1_int.h), reading (64 KiB recv() into one buffer
  * per connection, lent from a pool only while a request is in progress),
- * the request's way in, timeouts, refusals of our own and lingering close.
+ * the request's way in (bodies buffered whole or streamed to the owner),
+ * timeouts, refusals of our own and lingering close.
  * Parsing is h1_parse.c's, output h1_out.c's, the owner's side h1_reply.c's.
  *
  * Lifetime: a connection struct is freed only by h1_conn_maybe_free(),
@@ -35,6 +36,7 @@ void sp_h1_limits_default(struct sp_h1_limits *lim)
     lim->max_head_bytes = 64 * 1024;
     lim->max_headers = 100;
     lim->max_body = 10 * 1024 * 1024;
+    lim->max_stream_body = (size_t)5 << 30;
     lim->idle_timeout_ms = 60000;
     lim->read_timeout_ms = 60000;
     lim->write_timeout_ms = 60000;
@@ -156,7 +158,8 @@ void h1_conn_close(struct h1_conn *c, int rst)
     event_free(c->ev_write);
     event_free(c->ev_timer);
     event_free(c->ev_flush);
-    c->ev_read = c->ev_write = c->ev_timer = c->ev_flush = NULL;
+    event_free(c->ev_body);
+    c->ev_read = c->ev_write = c->ev_timer = c->ev_flush = c->ev_body = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = C_CLOSED;
@@ -185,6 +188,17 @@ void h1_conn_maybe_free(struct h1_conn *c)
     free(c);
 }
 
+/* Tell the owner once that its client is gone. */
+static void mark_gone(struct sp_h1_req *req)
+{
+    if (req->gone)
+        return;
+    req->gone = 1;
+    req->drain_armed = 0;
+    if (req->on_gone)
+        req->on_gone(req, req->gone_arg);
+}
+
 /* The client went away or failed: close, and tell an owner once. */
 static void conn_fail(struct h1_conn *c)
 {
@@ -192,11 +206,8 @@ static void conn_fail(struct h1_conn *c)
     struct sp_h1_req *req = c->req && c->req->owned ? c->req : NULL;
 
     h1_conn_close(c, 0);
-    if (req && !req->gone) {
-        req->gone = 1;
-        if (req->on_gone)
-            req->on_gone(req, req->gone_arg);
-    }
+    if (req)
+        mark_gone(req);
 }
 
 /* ---- refusals of our own ---- */
@@ -215,8 +226,9 @@ static void report(struct sp_h1_server *srv, const struct sp_http_error *e,
     }
 }
 
-/* Answer with the product's error and close: the module's own refusals. */
-static void reject(struct h1_conn *c, const struct sp_err *err, int status)
+/* Queue the product's error answer and close after it. An owned request
+ * (a streamed one that failed) stays in c->req. */
+static void send_error(struct h1_conn *c, const struct sp_err *err, int status)
 {
     struct sp_http_error e;
     struct sp_h1_header f[SP_HTTP_ERROR_FIELDS];
@@ -224,10 +236,6 @@ static void reject(struct h1_conn *c, const struct sp_err *err, int status)
     char rid[SP_HTTP_ERROR_RID_LEN + 1], *w;
     size_t sz;
 
-    if (c->req) {
-        h1_req_free(c->req);
-        c->req = NULL;
-    }
     sp_http_error_request_id(rid);
     if (sp_http_error_build(&e, err, status, rid) < 0) {
         h1_conn_close(c, 0);
@@ -249,6 +257,16 @@ static void reject(struct h1_conn *c, const struct sp_err *err, int status)
     timer_set(c, 0);
     h1_read_pause(c, 0);
     h1_schedule_flush(c);
+}
+
+/* Answer with the product's error and close: the module's own refusals. */
+static void reject(struct h1_conn *c, const struct sp_err *err, int status)
+{
+    if (c->req) {
+        h1_req_free(c->req);
+        c->req = NULL;
+    }
+    send_error(c, err, status);
 }
 
 static void reject_code(struct h1_conn *c, enum sp_err_code code, int status, const char *msg)
@@ -293,14 +311,32 @@ static void refuse(struct sp_h1_server *srv, int fd, const struct sockaddr_stora
 
 /* ---- the request's way in ---- */
 
-static void dispatch(struct h1_conn *c)
+static void dispatch(struct h1_conn *c, enum conn_state state)
 {
     struct sp_h1_req *req = c->req;
 
     timer_set(c, 0);
-    c->state = C_SERVING;
+    c->state = state;
     req->owned = 1;
     c->srv->on_request(req, c->srv->arg);
+}
+
+/* Stream the body or buffer it (the owner's stream callback says), and
+ * refuse a Content-Length over the limit that applies (413). */
+static int choose_body(struct h1_conn *c, struct sp_h1_req *req, struct sp_err *err)
+{
+    const struct sp_h1_limits *lim = &c->srv->lim;
+    size_t max = lim->max_body;
+
+    if ((req->info.chunked || req->info.content_length > 0) && !req->info.expect_other &&
+        c->srv->on_stream && c->srv->on_stream(req, c->srv->stream_arg)) {
+        req->streamed = 1;
+        max = lim->max_stream_body ? lim->max_stream_body : SIZE_MAX;
+    }
+    req->max_body = max;
+    if (req->info.content_length > 0 && (uint64_t)req->info.content_length > max)
+        return sp_err_set(err, SP_E_PAYLOAD_TOO_LARGE, "Request body larger than %zu bytes", max);
+    return 0;
 }
 
 /* The head [scan.start, end) is complete: parse it, start the body. */
@@ -320,13 +356,14 @@ static int head_complete(struct h1_conn *c, size_t end)
     req->c = c;
     req->headers = req->hbuf;
     req->nheaders = n;
-    req->max_body = lim->max_body;
     req->max_trailer = lim->max_head_bytes;
+    req->body_timeout = lim->read_timeout_ms;
     sp_buf_init(&req->body, 0, 1);
     c->req = req;
     c->head_end = c->ipos = end;
-    if (h1_parse_head(c->ibuf + start, end - start, req->hbuf, n, lim->max_body, &req->info, &err) <
-        0) {
+    /* The body limit depends on streaming, asked once the head parsed. */
+    if (h1_parse_head(c->ibuf + start, end - start, req->hbuf, n, SIZE_MAX, &req->info, &err) < 0 ||
+        choose_body(c, req, &err) < 0) {
         reject(c, &err, 0);
         return -1;
     }
@@ -335,12 +372,18 @@ static int head_complete(struct h1_conn *c, size_t end)
         return -1;
     }
     if (!req->info.chunked && req->info.content_length <= 0) {
-        dispatch(c);
+        dispatch(c, C_SERVING);
         return 0;
     }
     if (req->info.chunked)
         h1_chunked_init(&req->ch);
-    else if (sp_buf_reserve(&req->body, (size_t)req->info.content_length, NULL) < 0)
+    if (req->streamed) {
+        req->body_left = req->info.chunked ? 0 : (uint64_t)req->info.content_length;
+        dispatch(c, C_STREAM);
+        return 0;
+    }
+    if (!req->info.chunked &&
+        sp_buf_reserve(&req->body, (size_t)req->info.content_length, NULL) < 0)
         goto oom;
     /* Ask for the body unless some of it is here already. */
     if (req->info.expect_continue && c->ilen == end) {
@@ -354,6 +397,129 @@ static int head_complete(struct h1_conn *c, size_t end)
 oom:
     reject_code(c, SP_E_INTERNAL, 0, "out of memory");
     return -1;
+}
+
+/* ---- streamed bodies ---- */
+
+/* A streamed body failed: answer the error ourselves if the owner has not
+ * started an answer (then close), else just close; the owner learns it
+ * once, as its client being gone. */
+static void stream_fail(struct h1_conn *c, const struct sp_err *err, int status)
+{
+    struct sp_h1_req *req = c->req;
+
+    if (req->started) {
+        conn_fail(c);
+        return;
+    }
+    /* Our answer, not the owner's: theirs are no-ops from now on. */
+    send_error(c, err, status);
+    mark_gone(req);
+}
+
+/* Hand a piece to the owner: 0 while delivery may go on, -1 to stop (the
+ * body ended, the owner paused or finished, or the connection failed). */
+static int deliver(struct h1_conn *c, struct sp_h1_req *req, const char *p, size_t n, int last)
+{
+    if (last) {
+        /* Before the call: a pause or an answer in it sees the body ended. */
+        req->body_done = 1;
+        c->state = C_SERVING;
+        timer_set(c, 0);
+    }
+    req->on_body(req, p, n, last, req->body_arg);
+    return c->req == req && c->state == C_STREAM && !req->body_paused ? 0 : -1;
+}
+
+/* Deliver what the buffer holds of a started, unpaused streamed body. */
+static void stream_step(struct h1_conn *c)
+{
+    struct sp_h1_req *req = c->req;
+
+    while (c->ipos < c->ilen) {
+        size_t avail = c->ilen - c->ipos, used = 0, k = 0;
+        struct sp_err err;
+        int rc = 2;
+
+        if (req->info.chunked) {
+            rc = h1_chunked_next(&req->ch, c->ibuf + c->ipos, avail, &used, &k, req->max_body,
+                                 req->max_trailer, &err);
+            if (rc < 0) {
+                stream_fail(c, &err, 0);
+                return;
+            }
+        } else {
+            k = req->body_left < avail ? (size_t)req->body_left : avail;
+            req->body_left -= k;
+        }
+        c->ipos += used + k;
+        if (rc == 0)
+            break;
+        if (deliver(c, req, rc == 2 ? c->ibuf + c->ipos - k : "", k,
+                    rc == 1 || (!req->info.chunked && !req->body_left)) < 0)
+            return;
+    }
+    /* All taken: the next bytes go right behind the head again. */
+    c->ipos = c->ilen = c->head_end;
+    h1_read_pause(c, 0);
+}
+
+static void on_body_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct h1_conn *c = arg;
+
+    c->busy++;
+    if (c->state == C_STREAM)
+        process_input(c);
+    c->busy--;
+    h1_conn_maybe_free(c);
+}
+
+/* Read and deliver, or stop, as the owner's start and pause say. */
+static void stream_apply(struct h1_conn *c)
+{
+    struct sp_h1_req *req = c->req;
+
+    if (req->body_paused) {
+        h1_read_pause(c, 1);
+        timer_set(c, 0);
+        return;
+    }
+    h1_read_pause(c, 0);
+    timer_set(c, req->body_timeout);
+    if (c->ipos < c->ilen)
+        event_active(c->ev_body, EV_READ, 1);
+}
+
+int sp_h1_req_streamed(const struct sp_h1_req *req)
+{
+    return req->streamed;
+}
+
+void sp_h1_req_body_start(struct sp_h1_req *req, sp_h1_body_fn fn, void *arg)
+{
+    struct h1_conn *c = req->c;
+
+    if (!req->streamed || req->body_started || req->gone || c->fd < 0 || c->state != C_STREAM)
+        return;
+    req->body_started = 1;
+    req->on_body = fn;
+    req->body_arg = arg;
+    /* Invited only now, so that an owner refusing first never gets the body.
+     * Out of memory: the client sends it after its own wait anyway. */
+    if (req->info.expect_continue && !req->started && c->ilen == c->head_end &&
+        h1_out_add(c, CONTINUE_LINE, sizeof(CONTINUE_LINE) - 1) == 0)
+        h1_schedule_flush(c);
+    stream_apply(c);
+}
+
+void sp_h1_req_body_pause(struct sp_h1_req *req, int paused)
+{
+    struct h1_conn *c = req->c;
+
+    req->body_paused = paused != 0;
+    if (req->body_started && !req->gone && c->fd >= 0 && c->state == C_STREAM && c->req == req)
+        stream_apply(c);
 }
 
 /* The body from the buffer: 1 complete, 0 more needed, -1 refused. */
@@ -425,8 +591,12 @@ static void process_input(struct h1_conn *c)
         case C_BODY:
             if (body_step(c) <= 0)
                 return;
-            dispatch(c);
+            dispatch(c, C_SERVING);
             break;
+        case C_STREAM:
+            if (c->req->body_started && !c->req->body_paused)
+                stream_step(c);
+            return;
         default:
             return;
         }
@@ -449,7 +619,7 @@ static int make_room(struct h1_conn *c)
     }
     if (c->state == C_IDLE && c->ipos == c->ilen)
         c->ipos = c->ilen = 0;
-    if (c->icap - c->ilen >= (c->state == C_BODY ? MIN_READ : 1))
+    if (c->icap - c->ilen >= (c->state == C_BODY || c->state == C_STREAM ? MIN_READ : 1))
         return 0;
     switch (c->state) {
     case C_IDLE:
@@ -473,13 +643,17 @@ static int make_room(struct h1_conn *c)
         reject_code(c, SP_E_INTERNAL, 0, "out of memory");
         return -1;
     case C_BODY:
-        /* Chunked: close the gap that decoded framing left behind the head. */
+    case C_STREAM:
+        /* Close the gap behind the head that decoded chunk framing (or a
+         * streamed body's delivered bytes) left. */
         memmove(c->ibuf + c->head_end, c->ibuf + c->ipos, c->ilen - c->ipos);
         c->ilen -= c->ipos - c->head_end;
         c->ipos = c->head_end;
         if (c->ilen < c->icap)
             return 0;
-        h1_read_pause(c, 1); /* cannot happen: the decoder takes all it is given */
+        /* BODY: cannot happen, the decoder takes all it is given. STREAM:
+         * not started or paused, so keep what came, up to the buffer. */
+        h1_read_pause(c, 1);
         return -1;
     default:
         /* SERVING, NEXT: keep what comes (pipelining) up to the buffer. */
@@ -491,6 +665,7 @@ static int make_room(struct h1_conn *c)
 static void on_eof(struct h1_conn *c)
 {
     switch (c->state) {
+    case C_STREAM:
     case C_SERVING:
         conn_fail(c);
         break;
@@ -543,12 +718,18 @@ static void read_input(struct h1_conn *c)
         if (c->ilen > c->ihw)
             c->ihw = c->ilen;
     }
+    /* A streamed body's timeout is one of inactivity. */
+    if (c->state == C_STREAM && req->body_started && !req->body_paused)
+        timer_set(c, req->body_timeout);
     process_input(c);
 }
 
-/* CLOSING, LINGER: read and drop, so that closing does not reset. */
+/* CLOSING, LINGER: read and drop, so that closing does not reset. Behind
+ * the head of a request still owned (a streamed one that failed): the
+ * owner's spans point into it. */
 static void discard_input(struct h1_conn *c)
 {
+    size_t at = c->req ? c->head_end : 0;
     ssize_t n;
 
     if (!c->ibuf) {
@@ -559,11 +740,11 @@ static void discard_input(struct h1_conn *c)
         }
         c->icap = BUF_SIZE;
     }
-    n = recv(c->fd, c->ibuf, c->icap, 0);
+    n = recv(c->fd, c->ibuf + at, c->icap - at, 0);
     if (n > 0) {
-        if ((size_t)n > c->ihw)
-            c->ihw = (size_t)n;
-        c->ilen = c->ipos = 0;
+        if (at + (size_t)n > c->ihw)
+            c->ihw = at + (size_t)n;
+        c->ilen = c->ipos = at;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         return;
     } else if (c->state == C_LINGER || n < 0) {
@@ -667,6 +848,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case C_BODY:
         reject_code(c, SP_E_BAD_REQUEST, 408, "The request did not arrive in time");
         break;
+    case C_STREAM:
+        if (c->req->body_started && !c->req->body_paused) {
+            struct sp_err err;
+            sp_err_set(&err, SP_E_BAD_REQUEST, "The request body stopped arriving");
+            stream_fail(c, &err, 408);
+        }
+        break;
     case C_IDLE:
     case C_LINGER:
         h1_conn_close(c, 0);
@@ -698,9 +886,10 @@ static int conn_new(struct sp_h1_server *srv, int fd, const struct sockaddr_stor
     c->ev_write = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     c->ev_timer = evtimer_new(srv->base, on_timer, c);
     c->ev_flush = event_new(srv->base, -1, 0, on_write, c);
-    if (!c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_flush ||
+    c->ev_body = event_new(srv->base, -1, 0, on_body_event, c);
+    if (!c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_flush || !c->ev_body ||
         event_add(c->ev_read, NULL) < 0) {
-        struct event *evs[] = {c->ev_read, c->ev_write, c->ev_timer, c->ev_flush};
+        struct event *evs[] = {c->ev_read, c->ev_write, c->ev_timer, c->ev_flush, c->ev_body};
         for (size_t i = 0; i < SP_ARRAY_LEN(evs); i++)
             if (evs[i])
                 event_free(evs[i]);
@@ -796,6 +985,12 @@ void sp_h1_server_on_reject(struct sp_h1_server *srv, sp_h1_reject_fn fn, void *
 {
     srv->on_reject = fn;
     srv->reject_arg = arg;
+}
+
+void sp_h1_server_on_stream(struct sp_h1_server *srv, sp_h1_stream_fn fn, void *arg)
+{
+    srv->on_stream = fn;
+    srv->stream_arg = arg;
 }
 
 static void close_listener(struct sp_h1_server *srv)

@@ -1,8 +1,10 @@
 /*
  * h1.h - the proxy listener's HTTP/1.1 server side (RFC 9112): accepts on
  * a listening socket it is given, parses requests itself, reads their
- * bodies whole, and hands each complete request to one callback; the
- * answer goes back buffered or streamed. Everything it refuses on its own
+ * bodies whole, and hands each complete request to one callback (or, for
+ * requests the owner picks, hands the head over at once and streams the
+ * body to it: see "Streamed request bodies" below); the answer goes back
+ * buffered or streamed. Everything it refuses on its own
  * (malformed, too large, too slow) is answered in the product's error
  * format (http_err.h) and the connection closed. Private to proxy/.
  *
@@ -25,15 +27,19 @@
  *                         long request line too: the table has no 414),
  *                         more than max_headers lines, trailers over
  *                         max_head_bytes
- *   413 payload_too_large Content-Length over max_body (before any of the
- *                         body is read), or a chunk that takes the total
- *                         over it (before its data is read)
+ *   413 payload_too_large Content-Length over max_body (max_stream_body for
+ *                         a streamed request; before any of the body is
+ *                         read), or a chunk that takes the total over it
+ *                         (before its data is read)
  *   408 (bad_request)     head or body not complete read_timeout_ms after it
- *                         began; the table has no 408 code of its own
+ *                         began (a streamed body: no byte for that long
+ *                         while not paused); the table has no 408 code of
+ *                         its own
  *   417 (bad_request)     an HTTP/1.1 Expect other than 100-continue
  *   500 internal_error    out of memory
  * Expect: 100-continue is answered "100 Continue" before the body is read
- * (unless some of it came with the head). Pipelined requests are parsed
+ * (unless some of it came with the head); for a streamed request only when
+ * the owner calls sp_h1_req_body_start. Pipelined requests are parsed
  * one at a time: the next only once the answer to the one before ended
  * and mostly drained. After a refusal the module still reads (and drops)
  * what the client sends for up to 2 s after its answer, so that closing
@@ -43,7 +49,7 @@
  * its event base; nothing here is thread-safe.
  *
  * Callbacks: the module calls the owner's callbacks (request, gone, drain,
- * reject) only from its own event callbacks, never from inside an sp_h1_*
+ * reject, stream, body) only from its own event callbacks, never from inside an sp_h1_*
  * call the owner makes, so an owner may call any sp_h1_* function from any
  * callback, including a finishing call on the request at hand.
  *
@@ -58,6 +64,33 @@
  * returns -1, and the finishing call is still due: it frees the request.
  * Everything the request points to (method, target, headers, body) lives
  * until the finishing call.
+ *
+ * Streamed request bodies: if the owner set sp_h1_server_on_stream, each
+ * request with a body (Content-Length > 0 or chunked) is offered to it once
+ * its head is accepted. A streamed request goes to on_request at once with
+ * no body (sp_h1_req_body() NULL, sp_h1_req_streamed() 1); nothing of the
+ * body is delivered, and no 100 Continue sent, until the owner calls
+ * sp_h1_req_body_start. The body callback then gets the body in order
+ * (de-chunked; chunk extensions and trailers dropped), in pieces of any
+ * size, last = 1 exactly once on the final call (n may be 0 there), and no
+ * call after it or after the finishing call. sp_h1_req_body_pause stops
+ * reading the socket, so the client's sends block on TCP's window.
+ *   Errors while the body streams (malformed chunk, max_stream_body passed,
+ *   client EOF or reset before the end, no byte for read_timeout_ms while
+ *   not paused) make the request gone: the gone callback fires once, no
+ *   body call comes any more (so never last = 1), answer calls are no-ops,
+ *   and the finishing call is still due. If the owner had not started an
+ *   answer, the module first answers 400, 413, 431 or 408 itself, as for
+ *   its own refusals (the reject callback sees it), and closes.
+ *   Keep-alive only after a body read to its end: an answer that ends
+ *   while the body is not (refused before sp_h1_req_body_start, or an
+ *   early answer) carries Connection: close, the rest of the body is read
+ *   and dropped for a while (as after a refusal) and the connection
+ *   closes. An answer whose head is queued while the body is still being
+ *   read also says Connection: close. The next pipelined request is parsed
+ *   only after both the body and the answer ended.
+ *   Delivered bytes live in the module's input buffer, which is wiped when
+ *   freed, like the rest of the request.
  */
 #ifndef SP_PROXY_H1_H
 #define SP_PROXY_H1_H
@@ -82,6 +115,7 @@ struct sp_h1_limits {
     size_t max_head_bytes;    /* request line + header lines, CRLFs included: more -> 431 */
     size_t max_headers;       /* header lines: more -> 431 */
     size_t max_body;          /* Content-Length or de-chunked total: more -> 413 */
+    size_t max_stream_body;   /* the same for a streamed body (0: no limit) */
     int64_t idle_timeout_ms;  /* no request started this long: close quietly */
     int64_t read_timeout_ms;  /* a head, and then its body, not complete this long
                                  after its first byte: 408 and close */
@@ -90,8 +124,9 @@ struct sp_h1_limits {
                                  closed at once (see sp_h1_server_new) */
 };
 
-/* 64 KiB head, 100 headers, 10 MiB body, 60 s idle and read, 60 s write,
- * 10000 connections (proxy.* defaults). */
+/* 64 KiB head, 100 headers, 10 MiB body, 5 GiB streamed body (S3's
+ * single-PUT maximum), 60 s idle and read, 60 s write, 10000 connections
+ * (proxy.* defaults). */
 void sp_h1_limits_default(struct sp_h1_limits *lim);
 
 /* A header: name and value spans. In a request both are also
@@ -119,6 +154,14 @@ struct sp_h1_rejection {
     socklen_t peer_len;
 };
 typedef void (*sp_h1_reject_fn)(void *arg, const struct sp_h1_rejection *r);
+/* Should this request's body be streamed (1) or buffered whole (0)? Asked
+ * once per request with a body, right after its head is accepted. The
+ * request is borrowed, read-only and not owned yet: decide from the head. */
+typedef int (*sp_h1_stream_fn)(const struct sp_h1_req *req, void *arg);
+/* A piece of a streamed body: p[0..n) is borrowed until the callback
+ * returns (it points into the module's input buffer); last is 1 on the
+ * final call only. See "Streamed request bodies" above. */
+typedef void (*sp_h1_body_fn)(struct sp_h1_req *req, const char *p, size_t n, int last, void *arg);
 
 /* ---- the server ---- */
 
@@ -140,6 +183,9 @@ struct sp_h1_server *sp_h1_server_new(struct event_base *base, int listen_fd,
 void sp_h1_server_set_limits(struct sp_h1_server *srv, const struct sp_h1_limits *lim);
 /* Report refusals to fn instead of the default INFO log line. */
 void sp_h1_server_on_reject(struct sp_h1_server *srv, sp_h1_reject_fn fn, void *arg);
+/* Offer requests with a body to fn for streaming (NULL fn: buffer all, as
+ * by default). Applies to heads parsed after the call. */
+void sp_h1_server_on_stream(struct sp_h1_server *srv, sp_h1_stream_fn fn, void *arg);
 /*
  * Drain: close the listening socket now (connections still in its backlog
  * are reset by the kernel); close idle keep-alive connections now; a
@@ -173,9 +219,29 @@ const struct sp_h1_header *sp_h1_req_headers(const struct sp_h1_req *req, size_t
 /* The first header named name (case-insensitive), NUL-terminated, or NULL. */
 const char *sp_h1_req_header(const struct sp_h1_req *req, const char *name);
 /* The body, de-chunked, contiguous, NUL-terminated after len bytes; NULL
- * when empty (*len 0). The owner may modify or wipe it in place; the module
- * wipes it when the request is freed. */
+ * when empty (*len 0), and always for a streamed request. The owner may
+ * modify or wipe it in place; the module wipes it when the request is freed. */
 char *sp_h1_req_body(struct sp_h1_req *req, size_t *len);
+/* Is the body streamed (the stream callback said so)? */
+int sp_h1_req_streamed(const struct sp_h1_req *req);
+/*
+ * Start delivering a streamed body to fn (from the event loop, never from
+ * inside this call; bytes already read come in a later loop pass), and
+ * send "100 Continue" if the client asked for it, no answer was started
+ * and none of the body arrived yet. Once per request: a second call, a
+ * call on a request that is not streamed, or on one whose client is gone,
+ * does nothing.
+ */
+void sp_h1_req_body_start(struct sp_h1_req *req, sp_h1_body_fn fn, void *arg);
+/*
+ * Flow control for a streamed body: paused (1), no body call comes, the
+ * socket is not read (the client's sends block) and the inactivity timeout
+ * does not run; the answer is still written. Resumed (0), bytes already
+ * read are delivered from the event loop, never from inside this call.
+ * May be called from the body callback; before sp_h1_req_body_start it
+ * holds back the start; after the body ended it does nothing.
+ */
+void sp_h1_req_body_pause(struct sp_h1_req *req, int paused);
 /* The client's address. */
 const struct sockaddr *sp_h1_req_peer(const struct sp_h1_req *req, socklen_t *len);
 /* Has the client gone away (the gone callback fired or would have)? */

@@ -76,6 +76,7 @@ struct h1_chunked {
     size_t line;       /* bytes of the current size or trailer line */
     size_t trailers;   /* bytes of trailer section so far */
     size_t total_wire; /* bytes consumed, framing included */
+    uint64_t total;    /* chunk data so far (what max_body bounds) */
 };
 
 void h1_chunked_init(struct h1_chunked *c);
@@ -90,6 +91,15 @@ void h1_chunked_init(struct h1_chunked *c);
  */
 int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
                     struct sp_buf *body, size_t max_body, size_t max_trailer, struct sp_err *err);
+/*
+ * The same decoder without a copy, for streamed bodies: stops at each run
+ * of chunk data and returns 2 with *used the framing bytes before it and
+ * *dlen the data bytes right after them (p[*used, *used + *dlen), both
+ * consumed); otherwise as h1_chunked_feed (1 complete with *used, 0 all
+ * consumed, -1 and err), max_body bounding the de-chunked total.
+ */
+int h1_chunked_next(struct h1_chunked *c, const char *p, size_t n, size_t *used, size_t *dlen,
+                    size_t max_body, size_t max_trailer, struct sp_err *err);
 
 /* ---- the server's internals: h1.c (connections, input), h1_out.c
  * (output), h1_reply.c (the owner's side) ---- */
@@ -101,6 +111,10 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
  *   IDLE     between requests, nothing buffered        idle timer
  *   HEAD     a head is arriving                        read deadline
  *   BODY     its body is arriving                      read deadline
+ *   STREAM   the owner has a streamed request whose body is not all read:
+ *            before sp_h1_req_body_start input is kept (up to the buffer),
+ *            after it the body is delivered as read, unless paused;
+ *            an EOF or error means the client is gone   inactivity timer
  *   SERVING  the owner has the request; input is kept (pipelining) but not
  *            parsed, and an EOF or error means the client is gone
  *   NEXT     answered; the answer drains before the next request is parsed
@@ -112,6 +126,7 @@ enum conn_state {
     C_IDLE = 1,
     C_HEAD,
     C_BODY,
+    C_STREAM,
     C_SERVING,
     C_NEXT,
     C_CLOSING,
@@ -144,8 +159,15 @@ struct sp_h1_req {
     size_t nheaders;
     struct sp_buf body; /* sensitive: wiped when freed */
     struct h1_chunked ch;
-    size_t max_body, max_trailer; /* the limits when the head arrived */
+    size_t max_body, max_trailer; /* the limits when the head arrived (max_body: the
+                                     streamed one for a streamed request) */
     int owned, gone, close_after, started, broken, close_on_end;
+    /* A streamed body: started by the owner, paused by it, all delivered. */
+    int streamed, body_started, body_paused, body_done;
+    sp_h1_body_fn on_body;
+    void *body_arg;
+    uint64_t body_left;   /* Content-Length bytes not yet delivered */
+    int64_t body_timeout; /* inactivity limit, from read_timeout_ms */
     enum resp_mode mode;
     int64_t resp_cl;
     uint64_t resp_sent;
@@ -163,6 +185,7 @@ struct h1_conn {
     enum conn_state state;
     struct event *ev_read, *ev_write, *ev_timer;
     struct event *ev_flush; /* fd-less: run a flush later in this loop pass */
+    struct event *ev_body;  /* fd-less: deliver buffered streamed body bytes */
     int busy, read_paused, write_armed, flush_queued, peer_eof, zombie;
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -185,6 +208,8 @@ struct sp_h1_server {
     void *arg;
     sp_h1_reject_fn on_reject;
     void *reject_arg;
+    sp_h1_stream_fn on_stream;
+    void *stream_arg;
     struct h1_conn *conns, *zombies;
     size_t nconns;
     int draining, nodelay;

@@ -405,8 +405,8 @@ static int framing_byte(struct h1_chunked *c, unsigned char ch, size_t room, siz
     }
 }
 
-int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
-                    struct sp_buf *body, size_t max_body, size_t max_trailer, struct sp_err *err)
+int h1_chunked_next(struct h1_chunked *c, const char *p, size_t n, size_t *used, size_t *dlen,
+                    size_t max_body, size_t max_trailer, struct sp_err *err)
 {
     size_t i = 0;
 
@@ -414,13 +414,13 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
         int rc;
         if (c->state == CS_DATA) {
             size_t k = c->size < n - i ? (size_t)c->size : n - i;
-            if (sp_buf_add(body, p + i, k, err) < 0)
-                return sp_err_set(err, SP_E_INTERNAL, "out of memory");
             c->size -= k;
-            i += k;
+            c->total += k;
             if (c->size == 0)
                 c->state = CS_DATA_CR;
-            continue;
+            *used = i;
+            *dlen = k;
+            return 2;
         }
         if (c->state >= CS_TRAILER) {
             if (++c->trailers > max_trailer)
@@ -430,7 +430,7 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
             return sp_err_set(err, SP_E_BAD_REQUEST, "Chunk size line longer than %d bytes",
                               CHUNK_LINE_MAX);
         }
-        rc = framing_byte(c, (unsigned char)p[i], max_body - body->len, max_body, err);
+        rc = framing_byte(c, (unsigned char)p[i], max_body - (size_t)c->total, max_body, err);
         i++;
         if (rc < 0)
             return -1;
@@ -441,4 +441,23 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
     }
     *used = n;
     return 0;
+}
+
+int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t n, size_t *used,
+                    struct sp_buf *body, size_t max_body, size_t max_trailer, struct sp_err *err)
+{
+    size_t at = 0, u, d;
+
+    for (;;) {
+        int rc = h1_chunked_next(c, p + at, n - at, &u, &d, max_body, max_trailer, err);
+        if (rc < 0)
+            return -1;
+        if (rc != 2) {
+            *used = at + u;
+            return rc;
+        }
+        if (sp_buf_add(body, p + at + u, d, err) < 0)
+            return sp_err_set(err, SP_E_INTERNAL, "out of memory");
+        at += u + d;
+    }
 }

@@ -80,7 +80,7 @@ int sp_h1_req_on_gone(struct sp_h1_req *req, sp_h1_req_fn cb, void *arg)
 
 size_t sp_h1_req_unsent(const struct sp_h1_req *req)
 {
-    return req->c->fd >= 0 ? req->c->out_len : 0;
+    return req->c->fd >= 0 && !req->gone ? req->c->out_len : 0;
 }
 
 void sp_h1_req_on_drain(struct sp_h1_req *req, size_t low_water, sp_h1_req_fn cb, void *arg)
@@ -98,12 +98,29 @@ void sp_h1_req_close_after(struct sp_h1_req *req)
 
 /* ---- the answer ---- */
 
-/* Free the request; the connection goes on (or closes after the output). */
+/* A streamed request that failed while the module's own error answer is
+ * still on its way: free it, leave the connection to that answer. */
+static int detach_gone(struct sp_h1_req *req)
+{
+    struct h1_conn *c = req->c;
+
+    if (!req->gone || c->fd < 0)
+        return 0;
+    c->req = NULL;
+    h1_req_free(req);
+    return 1;
+}
+
+/* Free the request; the connection goes on (or closes after the output).
+ * Keep-alive only once a streamed body was read to its end. */
 static void finish(struct sp_h1_req *req)
 {
     struct h1_conn *c = req->c;
-    int close = c->fd < 0 || req->close_on_end || req->close_after || c->srv->draining;
+    int close = c->fd < 0 || req->close_on_end || req->close_after || c->srv->draining ||
+                (req->streamed && !req->body_done);
 
+    if (detach_gone(req))
+        return;
     c->req = NULL;
     h1_req_free(req);
     if (c->fd < 0) {
@@ -142,8 +159,8 @@ static int queue_head(struct sp_h1_req *req, int status, const char *reason,
     if (status != 204 && cl >= 0)
         hd.content_length = cl;
     hd.chunked = req->mode == M_CHUNKED;
-    req->close_on_end =
-        !req->info.keepalive || req->close_after || c->srv->draining || req->mode == M_CLOSE;
+    req->close_on_end = !req->info.keepalive || req->close_after || c->srv->draining ||
+                        req->mode == M_CLOSE || (req->streamed && !req->body_done);
     hd.connection = req->close_on_end         ? CONN_CLOSE
                     : req->info.version == 10 ? CONN_KEEPALIVE
                                               : CONN_NONE;
@@ -284,6 +301,8 @@ void sp_h1_reply_abort(struct sp_h1_req *req)
 {
     struct h1_conn *c = req->c;
 
+    if (detach_gone(req))
+        return;
     c->req = NULL;
     h1_req_free(req);
     h1_conn_close(c, 1);

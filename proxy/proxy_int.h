@@ -154,10 +154,11 @@ struct sp_fwd_sigv4 {
     enum sp_fwd_sigv4_mode mode;
     struct sp_sigv4_auth auth; /* auth.key_id: the reference, resolved as an aws extra */
     char amz_date[SP_SIGV4_AMZ_DATE_LEN + 1];
-    int streaming;              /* enum sp_sigv4_chunked_mode of an aws-chunked body, or 0 */
-    struct sp_buf query;        /* QUERY: the query without its signing parameters */
-    struct sp_sigv4_result sig; /* the new signature (sensitive) */
-    struct sp_buf body;         /* a re-signed aws-chunked body */
+    int streaming;                   /* enum sp_sigv4_chunked_mode of an aws-chunked body, or 0 */
+    struct sp_buf query;             /* QUERY: the query without its signing parameters */
+    struct sp_sigv4_result sig;      /* the new signature (sensitive) */
+    struct sp_sigv4_chunked *chunks; /* an aws-chunked body's re-writer */
+    struct sp_buf body;              /* a re-signed buffered aws-chunked body */
 };
 
 /* The request as it goes upstream, for signing; hs/n_hs are updated (the
@@ -171,8 +172,10 @@ struct sp_fwd_sigv4_req {
     size_t n_hs, cap;
     const char *body;
     size_t body_len;
-    int body_changed;                  /* substitution changed the body */
-    int body_framed;                   /* the body goes with a Content-Length */
+    int body_changed; /* substitution changed the body */
+    int body_framed;  /* the body goes with a Content-Length */
+    int streamed;     /* the body comes later, through sp_fwd_sigv4_body (body NULL,
+                         body_len its Content-Length) */
     const struct sp_buf *signed_query; /* out, QUERY: the whole new query */
 };
 
@@ -192,11 +195,19 @@ SP_MUSTCHECK int sp_fwd_sigv4_detect(struct sp_fwd_sigv4 *a, struct sp_rheader *
 SP_MUSTCHECK int sp_fwd_sigv4_sign(struct sp_fwd_sigv4 *a, struct sp_resolution *res, size_t extra,
                                    struct sp_sigv4_key_cache *cache, const struct sp_rheader *in,
                                    size_t n_in, struct sp_fwd_sigv4_req *q, struct sp_err *err);
+/* A streamed aws-chunked body, as it arrives: append p[0..n) re-signed
+ * (or checked, unsigned trailer mode) to out; last closes it (-1 when the
+ * body was cut short). -1 with SP_E_BAD_REQUEST on malformed framing. */
+SP_MUSTCHECK int sp_fwd_sigv4_body(struct sp_fwd_sigv4 *a, const char *p, size_t n, int last,
+                                   struct sp_buf *out, struct sp_err *err);
 /* Wipe and free (a zeroed struct is fine). */
 void sp_fwd_sigv4_clear(struct sp_fwd_sigv4 *a);
 
 /* An absolute-form request on a worker (forward.c). */
 void sp_forward_request(struct sp_worker *w, struct sp_h1_req *req);
+/* h1's question for a request with a body: stream it? Yes for an SDK's
+ * aws-chunked upload to re-sign (forward.c). */
+int sp_forward_wants_stream(const struct sp_h1_req *req, void *arg);
 /* POST /v1/fetch on a worker (fetch.c). */
 void sp_fetch_request(struct sp_worker *w, struct sp_h1_req *req);
 

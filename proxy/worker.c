@@ -299,6 +299,7 @@ static int worker_init(struct sp_worker *w, const struct sp_conf *c, struct sp_k
         return -1;
     w->listen_fd = -1; /* the server owns it now */
     sp_h1_server_on_reject(w->h1, on_reject, w);
+    sp_h1_server_on_stream(w->h1, sp_forward_wants_stream, w);
     return 0;
 }
 

@@ -585,6 +585,20 @@ def through_proxy(res, e, px, js_skip, tok_ref):
     r, ex = call(lambda: s3.get_object(Bucket="px", Key="chunked.bin")["Body"].read())
     ck.ok("the aws-chunked object reads back whole", r, ex, r == data)
     ck.since()
+    # Streamed chunk by chunk, never buffered whole: larger than
+    # proxy.max_body_size (10 MiB), which a buffered body could not pass.
+    big = os.urandom(12 << 20)
+    for what, kw in (("Content-Length", {}), ("Transfer-Encoding: chunked",
+                                              {"transfer_chunked": True})):
+        r = chunked_upload(e, "/px/big.bin", big, ref, DUMMY_SECRET, proxy=px, chunk=1 << 20,
+                           **kw)
+        res.check(r.status_code == 200,
+                  "a 12 MiB aws-chunked upload (%s, over proxy.max_body_size) streams through: "
+                  "%d %s %s" % (what, r.status_code, r.headers.get("Secretproxy-Error"),
+                                r.text[:200]))
+        ck.upstream("aws-chunked 12 MiB (%s)" % what, PROD, 1, chunks=13, decoded_len=len(big),
+                    decoded_sha256=hashlib.sha256(big).hexdigest())
+    big = None
     # A reference inside an aws-chunked body: substituted (and the chunks
     # signed anew) or refused, never forwarded as it is (DESIGN §2, fail closed).
     data = b"a" * 70000 + b"token=$Secret{PLAIN};" + b"b" * 1000
@@ -818,7 +832,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        spt.stop_all()
+    spt.run(main)
