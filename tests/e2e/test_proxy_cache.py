@@ -122,6 +122,17 @@ class Env:
         return False
 
 
+def within(fn, ok, limit=1.0):
+    """DESIGN §3: a change holds on every worker within one second. Repeat
+    fn() until ok(result); returns (ok, seconds, last result)."""
+    t0 = time.time()
+    while True:
+        r = fn()
+        if ok(r) or time.time() - t0 > limit:
+            return ok(r), time.time() - t0, r
+        time.sleep(0.01)
+
+
 def sent(e, r):
     """The X-S header the upstream received for r (the proxy redacts the
     echo it passes back, so read the upstream's own record)."""
@@ -162,35 +173,47 @@ def main():
               "/metrics: cache hits, misses, entries and workers with the cache on (%r)" %
               {k: v for k, v in m.items() if "resolve_cache" in k})
 
-    # Every change holds for the very next request, on whichever worker.
+    # Every change holds within 1 s (in practice the next request, a few ms
+    # after the write), on whichever worker, and from then on.
+    worst = 0.0
     for i in range(2, 8):
-        e.put("S", CANARY + "-v%d" % i)
-        got = sent(e, e.get(key, "$Secret{S}"))
-        res.check(got == CANARY + "-v%d" % i,
-                  "overwrite #%d seen by the next request (%r)" % (i, got))
+        want = CANARY + "-v%d" % i
+        e.put("S", want)
+        ok, t, got = within(lambda: sent(e, e.get(key, "$Secret{S}")), lambda g: g == want)
+        after = [sent(e, e.get(key, "$Secret{S}")) for _ in range(4)]
+        res.check(ok and after == [want] * 4,
+                  "overwrite #%d seen within 1 s (%.3f s) and from then on (%r, %r)"
+                  % (i, t, got, after))
+        worst = max(worst, t)
         e.cache_on(key, "$Secret{S}", 1.0)
+    print("INFO: overwrites seen after at most %.3f s" % worst)
 
     r = requests.post(e.api + "/v1/secrets/S/revoke", headers=e.auth())
-    r = e.get(key, "$Secret{S}")
-    res.check(r.status_code == 403 and r.headers.get("Secretproxy-Error") == "secret_revoked",
-              "revoked: the next request -> 403 secret_revoked (%d)" % r.status_code)
+    ok, t, r = within(lambda: e.get(key, "$Secret{S}"),
+                      lambda r: r.status_code == 403 and
+                      r.headers.get("Secretproxy-Error") == "secret_revoked")
+    res.check(ok, "revoked: 403 secret_revoked within 1 s (%.3f s, %d)" % (t, r.status_code))
 
     e.put("T", CANARY + "-t")
     ref = requests.get(e.api + "/v1/secrets/T", headers=e.auth()).json()["reference"]
     res.check(e.cache_on(key, ref), "a $secret: reference is cached too")
     requests.delete(e.api + "/v1/secrets/T", headers=e.auth())
-    r = e.get(key, ref)
-    res.check(r.status_code == 404 and r.headers.get("Secretproxy-Error") == "secret_not_found",
-              "deleted: its reference -> 404 secret_not_found at once (%d)" % r.status_code)
+    ok, t, r = within(lambda: e.get(key, ref),
+                      lambda r: r.status_code == 404 and
+                      r.headers.get("Secretproxy-Error") == "secret_not_found")
+    res.check(ok, "deleted: its reference -> 404 secret_not_found within 1 s (%.3f s, %d)"
+              % (t, r.status_code))
 
     # The invalidation connection killed: never stale, then back on.
     e.put("K", CANARY + "-k1")
     e.cache_on(key, "$Secret{K}")
     redis_cmd(e.redis_port, "CLIENT", "KILL", "TYPE", "pubsub")
     e.put("K", CANARY + "-k2")
+    ok, t, _ = within(lambda: sent(e, e.get(key, "$Secret{K}")), lambda g: g == CANARY + "-k2")
     got = [sent(e, e.get(key, "$Secret{K}")) for _ in range(10)]
-    res.check(got == [CANARY + "-k2"] * 10,
-              "tracking connections killed, then an overwrite: never the old value")
+    res.check(ok and got == [CANARY + "-k2"] * 10,
+              "tracking connections killed, then an overwrite: the new value within 1 s "
+              "(%.3f s) and never the old one after (%r)" % (t, got))
     res.check(e.cache_on(key, "$Secret{K}"), "the cache comes back on by itself")
 
     # The key deleted.
@@ -198,8 +221,8 @@ def main():
            if k["name"] == "px"][0]
     e.cache_on(key, "$Secret{K}")
     requests.delete(e.api + "/v1/keys/" + kid, headers=e.auth())
-    r = e.get(key, "$Secret{K}")
-    res.check(r.status_code == 407, "deleted key: the next request -> 407 (%d)" % r.status_code)
+    ok, t, r = within(lambda: e.get(key, "$Secret{K}"), lambda r: r.status_code == 407)
+    res.check(ok, "deleted key: 407 within 1 s (%.3f s, %d)" % (t, r.status_code))
 
     # FLUSHALL straight in Redis.
     r = requests.post(e.api + "/v1/keys", headers=e.auth(),
@@ -208,8 +231,8 @@ def main():
     e.put("F", CANARY + "-f")
     res.check(e.cache_on(key2, "$Secret{F}"), "cache on for a second key")
     redis_cmd(e.redis_port, "FLUSHALL")
-    r = e.get(key2, "$Secret{F}")
-    res.check(r.status_code == 407, "FLUSHALL: the next request -> 407 (%d)" % r.status_code)
+    ok, t, r = within(lambda: e.get(key2, "$Secret{F}"), lambda r: r.status_code == 407)
+    res.check(ok, "FLUSHALL: 407 within 1 s (%.3f s, %d)" % (t, r.status_code))
 
     e.proc.terminate()
     try:
