@@ -115,8 +115,16 @@ static void pool_action(struct up_pool *p, curl_socket_t fd, int flags)
 static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
     struct up_sock *s = arg;
-    int flags =
-        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int flags;
+
+    /* An idle pooled connection became readable (closed by the server, or
+     * stray bytes): stop watching; curl finds it dead before reusing it. */
+    if (s->idle) {
+        (void)event_del(s->ev);
+        s->what = 0;
+        return;
+    }
+    flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
     pool_action(s->pool, fd, flags); /* may free s */
 }
@@ -135,12 +143,26 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     short ev;
 
     if (what == CURL_POLL_REMOVE) {
-        sock_drop(u, fd);
+        /* Back to the pool: keep watching it for reading (a server closing
+         * it makes it readable) rather than removing and adding its event
+         * again for every request, two epoll_ctl calls each. */
+        s = sock_get(u, fd, 0);
+        if (!s || !s->ev)
+            return 0;
+        s->idle = 1;
+        if (s->what == (EV_READ | EV_PERSIST))
+            return 0;
+        (void)event_del(s->ev);
+        s->what = EV_READ | EV_PERSIST;
+        if (event_assign(s->ev, u->base, fd, s->what, on_sock_event, s) < 0 ||
+            event_add(s->ev, NULL) < 0)
+            sock_drop(u, fd);
         return 0;
     }
     s = sock_get(u, fd, 1);
     if (!s)
         return -1;
+    s->idle = 0;
     ev = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0) |
                  EV_PERSIST);
     if (s->ev && s->what == ev && s->pool == p)

@@ -91,6 +91,7 @@ struct up_sock {
     struct event *ev;
     struct up_pool *pool;
     short what;
+    int idle; /* curl parked the connection in its pool (CURL_POLL_REMOVE) */
 };
 
 struct sp_upstream {
