@@ -555,7 +555,8 @@ def t_groups(env, res):
     res.check("late" in [x.get("id") for x in (r.json or {}).get("groups", [])],
               "the refused delete left the group in place")
     r = env.ctl("keys", "delete", gkid or "none")
-    res.check(r.returncode == 0, "delete the bound key")
+    res.check(r.returncode == 0, "delete the bound key (exit %d, %r %r)"
+              % (r.returncode, r.stdout, r.stderr))
     r = env.ctl("groups", "delete", "late")
     res.check(r.returncode == 0 and r.stdout == b"deleted group late\n",
               "groups delete once no key is bound: exit 0, 'deleted group late' (%r)" % r.stdout)
