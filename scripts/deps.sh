@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config git clang-format
+  build-essential cmake pkg-config git clang-format clang
   libevent-dev libmbedtls-dev libhiredis-dev libcurl4-openssl-dev libpcre2-dev
   libjansson-dev libcmocka-dev
   redis-server redis-tools nginx-light wrk curl ca-certificates openssl

@@ -53,6 +53,27 @@ for t in tests/e2e/test_*.py; do
   timeout 600 /usr/bin/python3 "$t" "$BUILD"; record $? "$t"
 done
 
+echo "== fuzzing (libFuzzer, ${SP_FUZZ_SECONDS:-20} s per target)"
+if command -v clang >/dev/null; then
+  FUZZ=${SP_FUZZ_BUILD:-$ROOT/build-fuzz}
+  if build_into "$FUZZ" -DSP_FUZZ=ON -DCMAKE_C_COMPILER=clang -DSP_TESTS=OFF \
+       -DCMAKE_BUILD_TYPE=Debug >"$WORK/fuzz-build.log" 2>&1; then
+    for f in "$FUZZ"/fuzz/fuzz_*; do
+      mkdir -p "$WORK/corpus/$(basename "$f")"
+      "$f" -max_total_time="${SP_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+        "$WORK/corpus/$(basename "$f")" >"$WORK/$(basename "$f").log" 2>&1
+      rc=$?; grep -h "stat::number_of_executed_units" "$WORK/$(basename "$f").log" |
+        sed "s/^/  $(basename "$f"): /"
+      [ $rc -ne 0 ] && tail -40 "$WORK/$(basename "$f").log"
+      record $rc "$(basename "$f")"
+    done
+  else
+    tail -20 "$WORK/fuzz-build.log"; record 1 "fuzz build"
+  fi
+else
+  echo "SKIP: clang is not installed"
+fi
+
 echo "== leak scan of Redis"
 /usr/bin/python3 tests/e2e/leak_scan.py "$REDIS_PORT"; record $? "leak scan"
 
