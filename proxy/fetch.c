@@ -20,7 +20,7 @@ struct fetch {
     struct sp_worker *w;
     struct sp_h1_req *req; /* NULL once answered (the finishing call freed it) */
     char rid[SP_REQUEST_ID_LEN + 1];
-    int64_t t0_us, t_up_start;
+    int64_t t0_us, t_up_start, store_us, upstream_us;
     json_t *in;
     char *url; /* the target with the query object appended */
     struct sp_target target;
@@ -43,17 +43,15 @@ struct fetch {
 
 static void fetch_free(struct fetch *f)
 {
-    struct sp_redactor *red = f->res ? sp_resolution_redactor(f->res) : NULL;
-    struct sp_log_ctx ctx = {f->rid, red ? sp_redactor_log_hook : NULL, red};
+    struct sp_access a = {"fetch",   f->rid,      f->method,      &f->target,
+                          f->status, f->code,     f->body.len,    f->resp_body.len,
+                          f->t0_us,  f->store_us, f->upstream_us, f->res};
 
     if (f->up)
         sp_upstream_cancel(f->up);
     if (f->req) /* every request ends with exactly one finishing call */
         sp_h1_reply_abort(f->req);
-    if (f->w->conf->log_access.i)
-        sp_log(SP_LOG_INFO, &ctx, "fetch %s %s:%d -> %d %s (%.3f ms)", f->method, f->target.host,
-               f->target.port, f->status, sp_err_wire(f->code),
-               (double)(sp_mono_us() - f->t0_us) / 1000.0);
+    sp_access_log(f->w, &a);
     sp_metrics_request(f->w->metric_fetch, f->status, sp_mono_us() - f->t0_us);
     if (f->code != SP_E_OK)
         sp_metrics_denial(f->code);
@@ -427,7 +425,8 @@ static void on_done(void *arg, const struct sp_err *err, int head_sent)
     struct fetch *f = arg;
 
     f->up = NULL;
-    sp_metrics_upstream_latency(sp_mono_us() - f->t_up_start);
+    f->upstream_us = sp_mono_us() - f->t_up_start;
+    sp_metrics_upstream_latency(f->upstream_us);
     if (err) {
         fetch_fail(f, err);
         return;
@@ -488,6 +487,7 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
     struct sp_err e;
     size_t n = 0;
 
+    f->store_us = sp_mono_us() - f->store_us;
     f->res = res;
     if (err) {
         fetch_fail(f, err);
@@ -607,8 +607,11 @@ void sp_fetch_request(struct sp_worker *w, struct sp_h1_req *req)
     o.default_app = w->conf->proxy_default_app.s;
     o.default_env = w->conf->proxy_default_env.s;
     o.max_body = (size_t)w->conf->proxy_max_body_size.i * 2 + 65536;
+    f->store_us = sp_mono_us();
     if (sp_resolver_run(w->store, token, strlen(token), &asserted, &q, &o, on_resolved, f, &err) <
-        0)
+        0) {
+        f->store_us = 0; /* never reached the store */
         fetch_fail(f, &err);
+    }
     sp_wipe(token, sizeof(token));
 }

@@ -68,83 +68,6 @@ struct fwd {
 
 static void fwd_free(struct fwd *f);
 
-/* ---- logging ---- */
-
-/* The path as the client sent it, JSON-escaped, with every $secret: token
- * masked: a token is a short-lived capability and has no place in a log. */
-static int append_path(struct sp_buf *b, const char *p, size_t n)
-{
-    struct sp_text_ref ref;
-    size_t at = 0;
-
-    if (!p)
-        return 0;
-    while (sp_text_scan(p, n, at, SP_TEXT_SCAN_PERCENT, &ref)) {
-        size_t keep = ref.kind == SP_TEXT_REF_TOKEN ? (size_t)(ref.key - p) : ref.start + ref.len;
-        if (sp_json_escape(b, p + at, keep - at, NULL) < 0)
-            return -1;
-        if (ref.kind == SP_TEXT_REF_TOKEN && sp_buf_addstr(b, SP_REDACTED, NULL) < 0)
-            return -1;
-        at = ref.start + ref.len;
-    }
-    return sp_json_escape(b, p + at, n - at, NULL);
-}
-
-static void access_line(struct fwd *f)
-{
-    struct sp_buf b;
-    char ts[40];
-    const struct sp_key *k = f->res ? sp_resolution_key(f->res) : NULL;
-    size_t nrefs = f->res ? sp_resolution_refs(f->res) : 0;
-    struct sp_redactor *red = f->res ? sp_resolution_redactor(f->res) : NULL;
-    struct sp_log_ctx ctx = {f->rid, red ? sp_redactor_log_hook : NULL, red};
-
-    sp_buf_init(&b, 0, 0);
-    sp_time_format(ts, sizeof(ts), sp_now_ms());
-    if (sp_buf_printf(&b, NULL,
-                      "{\"ts\":\"%s\",\"type\":\"proxy\",\"request_id\":\"%s\",\"method\":\"%s\","
-                      "\"host\":\"%s\",\"port\":%d,\"scheme\":\"%s\",\"path\":\"",
-                      ts, f->rid, f->method, f->target.host, f->target.port,
-                      f->target.https ? "https" : "http") < 0 ||
-        append_path(&b, f->target.path, f->target.path_len) < 0 ||
-        sp_buf_printf(&b, NULL,
-                      "\",\"status\":%d,\"code\":\"%s\",\"decision\":\"%s\",\"bytes_in\":%zu,"
-                      "\"bytes_out\":%llu,\"duration_ms\":%.3f,\"store_ms\":%.3f,"
-                      "\"upstream_ms\":%.3f",
-                      f->status, sp_err_wire(f->code), f->code == SP_E_OK ? "allow" : "deny",
-                      f->body_len, (unsigned long long)f->bytes_out,
-                      (double)(sp_mono_us() - f->t0_us) / 1000.0, (double)f->t_store_us / 1000.0,
-                      (double)f->t_upstream_us / 1000.0) < 0)
-        goto out;
-    if (k && sp_buf_printf(&b, NULL, ",\"caller\":{\"key_id\":\"%s\",\"workspace\":\"%s\"}", k->id,
-                           k->workspace) < 0)
-        goto out;
-    if (sp_buf_addstr(&b, ",\"refs\":[", NULL) < 0)
-        goto out;
-    for (size_t i = 0; i < nrefs; i++) {
-        const char *name, *scope;
-        if (sp_resolution_ref(f->res, i, &name, &scope) == 0 &&
-            sp_buf_printf(&b, NULL, "%s{\"name\":\"%s\",\"scope\":\"%s\"}", i ? "," : "", name,
-                          scope) < 0)
-            goto out;
-    }
-    if (sp_buf_addstr(&b, "]}", NULL) < 0)
-        goto out;
-    if (f->w->conf->log_access.i)
-        sp_log_line(&ctx, b.data, b.len);
-    /* Requests that used secrets are audit events of their workspace. */
-    if (k && nrefs && f->w->conf->log_audit_stream_maxlen.i > 0) {
-        struct sp_buf clean;
-        sp_buf_init(&clean, 0, 0);
-        if (red && sp_redactor_redact(red, b.data, b.len, &clean, NULL) == 0)
-            sp_store_audit(f->w->store, k->workspace, clean.data, clean.len,
-                           (long)f->w->conf->log_audit_stream_maxlen.i);
-        sp_buf_free(&clean);
-    }
-out:
-    sp_buf_free(&b);
-}
-
 /* ---- replies ---- */
 
 static void fail(struct fwd *f, const struct sp_err *err)
@@ -725,8 +648,10 @@ void sp_forward_request(struct sp_worker *w, struct sp_h1_req *req)
                          &err);
     /* The key is needed only to start the resolution. */
     sp_wipe(f->token, sizeof(f->token));
-    if (rc < 0)
+    if (rc < 0) {
+        f->t_store_us = 0; /* never reached the store */
         fail(f, &err);
+    }
 }
 
 static void fwd_free(struct fwd *f)
@@ -736,7 +661,12 @@ static void fwd_free(struct fwd *f)
         sp_upstream_cancel(f->up);
     if (f->req) /* every request ends with exactly one finishing call */
         sp_h1_reply_abort(f->req);
-    access_line(f);
+    {
+        struct sp_access a = {"proxy",   f->rid,        f->method,        &f->target,
+                              f->status, f->code,       f->body_len,      f->bytes_out,
+                              f->t0_us,  f->t_store_us, f->t_upstream_us, f->res};
+        sp_access_log(f->w, &a);
+    }
     sp_metrics_request(f->w->metric_route, f->status, sp_mono_us() - f->t0_us);
     if (f->code != SP_E_OK)
         sp_metrics_denial(f->code);

@@ -203,6 +203,24 @@ SP_MUSTCHECK int sp_fwd_sigv4_body(struct sp_fwd_sigv4 *a, const char *p, size_t
 /* Wipe and free (a zeroed struct is fine). */
 void sp_fwd_sigv4_clear(struct sp_fwd_sigv4 *a);
 
+/* ---- the access line and audit event of a request (access.c) ---- */
+
+struct sp_access {
+    const char *type; /* "proxy" or "fetch" */
+    const char *rid, *method;
+    const struct sp_target *target; /* destination; its path is logged, $secret: tokens masked */
+    int status;
+    enum sp_err_code code;
+    size_t bytes_in;
+    uint64_t bytes_out;
+    int64_t t0_us, store_us, upstream_us;
+    struct sp_resolution *res; /* NULL before resolution */
+};
+
+/* Write the access line (log.access) and, when the request used secrets,
+ * the workspace's audit event (log.audit_stream_maxlen). Never a value. */
+void sp_access_log(struct sp_worker *w, const struct sp_access *a);
+
 /* An absolute-form request on a worker (forward.c). */
 void sp_forward_request(struct sp_worker *w, struct sp_h1_req *req);
 /* h1's question for a request with a body: stream it? Yes for an SDK's

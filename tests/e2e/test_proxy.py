@@ -278,6 +278,10 @@ def audit_section(res, e, tok):
     res.check(len(proxied) >= 10, "audit stream: %d proxy events" % len(proxied))
     res.check(all(p.get("refs") and p.get("caller") and p.get("host") and p.get("decision")
                   for p in proxied), "audit events name refs, caller, host and decision")
+    fetched = [json.loads(ev) for ev in events if b'"type":"fetch"' in ev]
+    res.check(len(fetched) >= 3 and all(p.get("refs") and p.get("caller") and p.get("host")
+                                        for p in fetched),
+              "audit stream: %d /v1/fetch events, with refs, caller and host" % len(fetched))
     res.check(any(p["decision"] == "deny" for p in proxied) and
               any(p["decision"] == "allow" for p in proxied),
               "audit stream holds allowed and denied requests")
