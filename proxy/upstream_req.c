@@ -523,7 +523,8 @@ void up_req_error(struct sp_upstream_req *req, CURLcode rc, struct sp_err *err)
     switch (rc) {
     case CURLE_COULDNT_CONNECT:
         if (req->dials_denied) /* some address was refused, none answered */
-            sp_err_set(err, SP_E_DESTINATION_DENIED, "host '%s' %s %s", h,
+            sp_err_set(err, SP_E_DESTINATION_DENIED,
+                       "host '%s' %s %s (refused unless upstream.allow_private is on)", h,
                        is_ip_literal(h) ? "is" : "resolves to", req->deny_why);
         else
             sp_err_set(err, SP_E_UPSTREAM_ERROR, "could not connect to host '%s'", h);

@@ -19,12 +19,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void refuse(struct sp_h1_req *req, enum sp_err_code code, const char *msg)
+/* A request the worker answers itself (CONNECT, an origin-form path,
+ * draining): counted and logged like every other refusal. */
+static void refuse(struct sp_worker *w, struct sp_h1_req *req, enum sp_err_code code,
+                   const char *msg)
 {
+    char rid[SP_REQUEST_ID_LEN + 1];
+    struct sp_log_ctx ctx = {rid, NULL, NULL};
     struct sp_err e;
 
+    sp_http_request_id(rid);
     sp_err_set(&e, code, "%s", msg);
-    sp_h1_reply_error(req, NULL, &e, NULL, 0);
+    sp_metrics_request(w->metric_route, sp_err_http_status(code), 0);
+    sp_metrics_denial(code);
+    if (w->conf->log_access.i)
+        sp_log(SP_LOG_INFO, &ctx, "proxy listener refused %s: %d %s",
+               sp_h1_req_method_is(req, "CONNECT") ? "CONNECT" : "a request",
+               sp_err_http_status(code), sp_err_wire(code));
+    sp_h1_reply_error(req, rid, &e, NULL, 0);
 }
 
 static void on_request(struct sp_h1_req *req, void *arg)
@@ -34,20 +46,20 @@ static void on_request(struct sp_h1_req *req, void *arg)
 
     if (w->draining) {
         sp_h1_req_close_after(req);
-        refuse(req, SP_E_STORE_UNAVAILABLE, "The proxy is shutting down");
+        refuse(w, req, SP_E_STORE_UNAVAILABLE, "The proxy is shutting down");
         return;
     }
     if (uri[0] == '/') {
         if (strncmp(uri, "/v1/fetch", 9) == 0 && (uri[9] == '\0' || uri[9] == '?'))
             sp_fetch_request(w, req);
         else
-            refuse(req, SP_E_NOT_FOUND,
+            refuse(w, req, SP_E_NOT_FOUND,
                    "This is a forward proxy: send absolute-form requests (HTTP_PROXY), or "
                    "POST /v1/fetch");
         return;
     }
     if (sp_h1_req_method_is(req, "CONNECT")) {
-        refuse(req, SP_E_METHOD_NOT_ALLOWED,
+        refuse(w, req, SP_E_METHOD_NOT_ALLOWED,
                "CONNECT is not supported yet: send http:// URLs (upstream.upgrade_hosts "
                "turns them into https upstream)");
         return;
