@@ -424,6 +424,8 @@ static void load_env(struct sp_conf *c, char **env, struct sp_conf_diag *diag)
                 found = 1;
                 if (set_value(c, d, eq + 1, why, sizeof(why)) < 0)
                     diag_add(diag, "environment", 0, "%s%s: %s", prefix, name, why);
+                else if (i < sizeof(c->from_env))
+                    c->from_env[i] = 1;
                 break;
             }
         }
@@ -441,6 +443,29 @@ static void load_env(struct sp_conf *c, char **env, struct sp_conf_diag *diag)
             }
         }
     }
+}
+
+const char *sp_conf_where(const struct sp_conf *c, const char *section, const char *key, char *buf,
+                          size_t n)
+{
+    for (size_t i = 0; i < NDESCS && i < sizeof(c->from_env); i++) {
+        if (strcmp(descs[i].section, section) != 0 || strcmp(descs[i].key, key) != 0)
+            continue;
+        if (c->from_env[i]) {
+            size_t k = (size_t)snprintf(buf, n, "environment (SECRETPROXY_");
+            for (const char *s = section; *s && k + 1 < n; s++)
+                buf[k++] = (char)toupper((unsigned char)*s);
+            if (k + 1 < n)
+                buf[k++] = '_';
+            for (const char *s = key; *s && k + 1 < n; s++)
+                buf[k++] = (char)toupper((unsigned char)*s);
+            snprintf(buf + k, n - k, ")");
+            return buf;
+        }
+        break;
+    }
+    snprintf(buf, n, "%s", c->path ? c->path : "built-in default");
+    return buf;
 }
 
 void sp_conf_free(struct sp_conf *c)

@@ -123,7 +123,8 @@ struct sp_conf {
     union sp_conf_val field;
     SP_CONF_TABLE(SP_CONF_X_FIELD)
 #undef SP_CONF_X_FIELD
-    char *path; /* the file it was read from, or NULL */
+    char *path;                  /* the file it was read from, or NULL */
+    unsigned char from_env[256]; /* per descriptor: set by a SECRETPROXY_ variable */
 };
 
 /* One descriptor per key, in table order, for tools and tests. */
@@ -158,6 +159,11 @@ void sp_conf_diag_free(struct sp_conf_diag *d);
 SP_MUSTCHECK struct sp_conf *sp_conf_load(const char *path, char **environ_,
                                           struct sp_conf_diag *diag);
 void sp_conf_free(struct sp_conf *c);
+/* Where section.key's value came from, for messages: "environment
+ * (SECRETPROXY_SECTION_KEY)", the file's path, or "built-in default".
+ * Writes into buf and returns it. */
+const char *sp_conf_where(const struct sp_conf *c, const char *section, const char *key, char *buf,
+                          size_t n);
 
 /* Parsed accessors for typed values. */
 int sp_conf_parse_addr(const char *s, char *host, size_t hostsz, int *port, int *is_unix);

@@ -98,19 +98,21 @@ static int check_readable(const char *key, const char *path, const char *where)
 }
 
 /* Everything --check-config verifies beyond what the parser does. */
-static int check_config(const struct sp_conf *c, const char *where)
+static int check_config(const struct sp_conf *c)
 {
+    char wb[160];
     struct sp_store_url url;
     struct sp_err err;
     int bad = 0;
 
     if (sp_store_url_parse(c->redis_url.s, &url, &err) < 0) {
-        fprintf(stderr, "%s: %s\n", where, err.msg);
+        fprintf(stderr, "%s: %s\n", sp_conf_where(c, "redis", "url", wb, sizeof(wb)), err.msg);
         bad = 1;
     }
     sp_wipe(&url, sizeof(url));
     if (sp_keyring_check_file(c->keyring_file.s, &err) < 0) {
-        fprintf(stderr, "%s: keyring.file: %s\n", where, err.msg);
+        fprintf(stderr, "%s: keyring.file: %s\n",
+                sp_conf_where(c, "keyring", "file", wb, sizeof(wb)), err.msg);
         bad = 1;
     }
     if (c->keyring_master_key.s[0]) {
@@ -118,29 +120,38 @@ static int check_config(const struct sp_conf *c, const char *where)
         size_t n = 0;
         const char *b = c->keyring_master_key.s;
         if (strlen(b) > 80 || sp_base64_decode(mk, &n, b, strlen(b)) < 0 || n != 32) {
-            fprintf(stderr, "%s: keyring.master_key: must be base64 of exactly 32 bytes\n", where);
+            fprintf(stderr, "%s: keyring.master_key: must be base64 of exactly 32 bytes\n",
+                    sp_conf_where(c, "keyring", "master_key", wb, sizeof(wb)));
             bad = 1;
         }
         sp_wipe(mk, sizeof(mk));
     }
     if (c->api_bootstrap_key.s[0] &&
         (strlen(c->api_bootstrap_key.s) < 16 || strlen(c->api_bootstrap_key.s) > 199)) {
-        fprintf(stderr, "%s: api.bootstrap_key: must be 16-199 characters\n", where);
+        fprintf(stderr, "%s: api.bootstrap_key: must be 16-199 characters\n",
+                sp_conf_where(c, "api", "bootstrap_key", wb, sizeof(wb)));
         bad = 1;
     }
     if (strcmp(c->proxy_listen.s, c->api_listen.s) == 0) {
-        fprintf(stderr, "%s: proxy.listen and api.listen must differ\n", where);
+        fprintf(stderr, "%s: proxy.listen and api.listen must differ\n",
+                sp_conf_where(c, "proxy", "listen", wb, sizeof(wb)));
         bad = 1;
     }
-    bad |= check_readable("upstream.ca_file", c->upstream_ca_file.s, where);
-    bad |= check_patterns("upstream.upgrade_hosts", c->upstream_upgrade_hosts.s, where);
-    bad |= check_patterns("connect.intercept_hosts", c->connect_intercept_hosts.s, where);
-    bad |= check_patterns("connect.tunnel_hosts", c->connect_tunnel_hosts.s, where);
-    bad |= check_patterns("connect.refuse_hosts", c->connect_refuse_hosts.s, where);
+    bad |= check_readable("upstream.ca_file", c->upstream_ca_file.s,
+                          sp_conf_where(c, "upstream", "ca_file", wb, sizeof(wb)));
+    bad |= check_patterns("upstream.upgrade_hosts", c->upstream_upgrade_hosts.s,
+                          sp_conf_where(c, "upstream", "upgrade_hosts", wb, sizeof(wb)));
+    bad |= check_patterns("connect.intercept_hosts", c->connect_intercept_hosts.s,
+                          sp_conf_where(c, "connect", "intercept_hosts", wb, sizeof(wb)));
+    bad |= check_patterns("connect.tunnel_hosts", c->connect_tunnel_hosts.s,
+                          sp_conf_where(c, "connect", "tunnel_hosts", wb, sizeof(wb)));
+    bad |= check_patterns("connect.refuse_hosts", c->connect_refuse_hosts.s,
+                          sp_conf_where(c, "connect", "refuse_hosts", wb, sizeof(wb)));
     if (strcmp(c->log_file.s, "-") != 0) {
         FILE *f = fopen(c->log_file.s, "a");
         if (!f) {
-            fprintf(stderr, "%s: log.file: cannot open '%s': %s\n", where, c->log_file.s,
+            fprintf(stderr, "%s: log.file: cannot open '%s': %s\n",
+                    sp_conf_where(c, "log", "file", wb, sizeof(wb)), c->log_file.s,
                     strerror(errno));
             bad = 1;
         } else {
@@ -276,7 +287,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     enum sp_log_level lvl = SP_LOG_INFO;
     struct sp_err err;
 
-    if (!c || check_config(c, a->conf_path)) {
+    if (!c || check_config(c)) {
         sp_log(SP_LOG_ERROR, NULL, "SIGHUP: configuration invalid, keeping the running one");
         sp_conf_free(c);
         return;
@@ -447,7 +458,7 @@ int main(int argc, char **argv)
     if (!a.conf)
         return 1;
     if (check || print) {
-        rc = check_config(a.conf, a.conf_path) ? 1 : 0;
+        rc = check_config(a.conf) ? 1 : 0;
         if (print && rc == 0) {
             struct sp_buf out;
             sp_buf_init(&out, 0, 0);

@@ -94,6 +94,13 @@ static void file_and_environment_are_read(void **state)
     assert_string_equal(items[1], ".*\\.amazonaws\\.com");
     free(items);
     free(storage);
+    /* Messages about a value name where it came from. */
+    {
+        char where[160];
+        assert_string_equal(sp_conf_where(c, "proxy", "listen", where, sizeof(where)),
+                            "environment (SECRETPROXY_PROXY_LISTEN)");
+        assert_string_equal(sp_conf_where(c, "upstream", "timeout", where, sizeof(where)), path);
+    }
     sp_conf_free(c);
     unlink(path);
     free(path);
