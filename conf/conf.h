@@ -94,17 +94,17 @@ enum sp_conf_type {
     X(upstream, upgrade_hosts, SP_CONF_LIST, upstream_upgrade_hosts, "", 0, 0, NULL, 1,            \
       "host patterns whose http:// requests go upstream as https://")                              \
     X(connect, default, SP_CONF_ENUM, connect_default, "tunnel", 0, 0, "refuse|tunnel|intercept",  \
-      1, "CONNECT policy for hosts no rule names")                                                 \
+      1, "CONNECT policy for hosts no rule names (not used yet: CONNECT is refused)")              \
     X(connect, intercept_hosts, SP_CONF_LIST, connect_intercept_hosts, "", 0, 0, NULL, 1,          \
-      "host patterns whose CONNECT tunnels are intercepted")                                       \
+      "host patterns whose CONNECT tunnels are intercepted (not used yet)")                        \
     X(connect, tunnel_hosts, SP_CONF_LIST, connect_tunnel_hosts, "", 0, 0, NULL, 1,                \
-      "host patterns tunnelled untouched")                                                         \
+      "host patterns tunnelled untouched (not used yet)")                                          \
     X(connect, refuse_hosts, SP_CONF_LIST, connect_refuse_hosts, "", 0, 0, NULL, 1,                \
-      "host patterns refused")                                                                     \
+      "host patterns refused (not used yet)")                                                      \
     X(connect, ca_cert, SP_CONF_PATH, connect_ca_cert, ".secretproxy/ca.pem", 0, 0, NULL, 0,       \
-      "local CA certificate for interception, created if missing")                                 \
+      "local CA certificate for interception (not used yet)")                                      \
     X(connect, ca_key, SP_CONF_PATH, connect_ca_key, ".secretproxy/ca.key", 0, 0, NULL, 0,         \
-      "local CA private key, created 0600 if missing")                                             \
+      "local CA private key (not used yet)")                                                       \
     X(log, file, SP_CONF_PATH, log_file, "-", 0, 0, NULL, 1, "JSON-lines log; - = stderr")         \
     X(log, level, SP_CONF_ENUM, log_level, "info", 0, 0, "debug|info|warn|error", 1,               \
       "lowest level written")                                                                      \

@@ -146,7 +146,9 @@ static const struct ctl_cmd cmds[] = {
     {"keys", "delete", ctl_keys_delete, 1, 1, BIT(OPT_WORKSPACE), "ID [--workspace W]",
      "Delete API key ID.\n"},
     {"keys", "rotate", ctl_keyring_rotate, 0, 0, 0, "",
-     "The same as `secretctl keyring rotate` (DESIGN 5.5 names it so).\n"},
+     "Rotate the encryption key ring (re-encrypts every secret); the same as\n"
+     "`secretctl keyring rotate` (root keys only). API keys: create a new one\n"
+     "(`keys create`), delete the old (`keys delete`).\n"},
     {"groups", "create", ctl_groups_create, 1, 1,
      BIT(OPT_NAME) | BIT(OPT_DESCRIPTION) | BIT(OPT_WORKSPACE),
      "ID [--name N] [--description D] [--workspace W]",
@@ -162,7 +164,9 @@ static const struct ctl_cmd cmds[] = {
      "Delete group ID. Refused (exit 1, conflict) while an API key is bound to it:\n"
      "delete those keys first. Needs the keys:admin permission.\n"},
     {"keyring", "rotate", ctl_keyring_rotate, 0, 0, 0, "",
-     "Start an online rotation of the encryption key (root keys only).\n"},
+     "Start an online rotation of the encryption key ring: a new key version, and every\n"
+     "secret re-encrypted in the background (root keys only). API keys: create a new one\n"
+     "(`keys create`), delete the old (`keys delete`).\n"},
     {"keyring", "status", ctl_keyring_status, 0, 0, 0, "",
      "Show the key ring's versions and any rotation in progress (root keys only).\n"},
 };
