@@ -60,7 +60,7 @@ if command -v clang >/dev/null; then
        -DCMAKE_BUILD_TYPE=Debug >"$WORK/fuzz-build.log" 2>&1; then
     for f in "$FUZZ"/fuzz/fuzz_*; do
       mkdir -p "$WORK/corpus/$(basename "$f")"
-      "$f" -max_total_time="${SP_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+      "$f" -max_total_time="${SP_FUZZ_SECONDS:-20}" -print_final_stats=1 -artifact_prefix="$WORK/" \
         "$WORK/corpus/$(basename "$f")" >"$WORK/$(basename "$f").log" 2>&1
       rc=$?; grep -h "stat::number_of_executed_units" "$WORK/$(basename "$f").log" |
         sed "s/^/  $(basename "$f"): /"
