@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf.h"
+
 static inline void tu_nop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -141,6 +143,20 @@ static inline void tu_rmrf(char *dir)
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
     free(dir);
+}
+
+/* A configuration from the built-in defaults and env (NULL-terminated
+ * "SECRETPROXY_<SECTION>_<KEY>=value" strings); its problems are printed
+ * and NULL is returned. */
+static inline struct sp_conf *tu_conf(char **env)
+{
+    struct sp_conf_diag d = {0};
+    struct sp_conf *c = sp_conf_load(NULL, env, &d);
+
+    for (size_t i = 0; i < d.count; i++)
+        fprintf(stderr, "%s\n", d.lines[i]);
+    sp_conf_diag_free(&d);
+    return c;
 }
 
 #endif

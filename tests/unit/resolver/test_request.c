@@ -102,7 +102,6 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof(*f));
     char path[512], e1[300];
     char *env[] = {e1, NULL};
-    struct sp_conf_diag d = {0};
     struct sp_err err;
     static int seq;
 
@@ -110,7 +109,7 @@ static int setup(void **state)
     snprintf(path, sizeof(path), "%s/keyring.json", f->dir);
     assert_int_equal(sp_keyring_open(path, NULL, 1, &f->kr, &err), 0);
     snprintf(e1, sizeof(e1), "SECRETPROXY_REDIS_URL=%s", tu_redis_url());
-    f->conf = sp_conf_load(NULL, env, &d);
+    f->conf = tu_conf(env);
     f->base = event_base_new();
     f->s = sp_store_new(f->base, f->conf, f->kr, &err);
     for (int i = 0; i < 300 && sp_store_state(f->s) != SP_STORE_READY; i++)

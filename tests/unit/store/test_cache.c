@@ -50,18 +50,12 @@ static struct sp_conf *conf_for(int port, const char *user_pass)
 {
     char e1[300], e2[64], e3[64];
     char *env[] = {e1, e2, e3, NULL};
-    struct sp_conf_diag d = {0};
-    struct sp_conf *c;
 
     snprintf(e1, sizeof(e1), "SECRETPROXY_REDIS_URL=redis://%s127.0.0.1:%d/0",
              user_pass ? user_pass : "", port);
     snprintf(e2, sizeof(e2), "SECRETPROXY_REDIS_COMMAND_TIMEOUT=3s");
     snprintf(e3, sizeof(e3), "SECRETPROXY_REDIS_RECONNECT_MAX=100ms");
-    c = sp_conf_load(NULL, env, &d);
-    for (size_t i = 0; i < d.count; i++)
-        fprintf(stderr, "%s\n", d.lines[i]);
-    sp_conf_diag_free(&d);
-    return c;
+    return tu_conf(env);
 }
 
 static struct sp_store_cache_stats stats(struct fx *f)

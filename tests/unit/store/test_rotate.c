@@ -36,10 +36,9 @@ static struct sp_conf *conf_for(const char *url)
 {
     char e1[300];
     char *env[] = {e1, "SECRETPROXY_KEYRING_RETIRE_GRACE=300ms", NULL};
-    struct sp_conf_diag d = {0};
 
     snprintf(e1, sizeof(e1), "SECRETPROXY_REDIS_URL=%s", url);
-    return sp_conf_load(NULL, env, &d);
+    return tu_conf(env);
 }
 
 static void on_written(const struct sp_secret_meta *m, const struct sp_err *err, void *arg)

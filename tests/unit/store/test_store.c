@@ -36,17 +36,11 @@ static struct sp_conf *conf_for(const char *url, const char *timeout)
 {
     char e1[300], e2[64], e3[64];
     char *env[] = {e1, e2, e3, NULL};
-    struct sp_conf_diag d = {0};
-    struct sp_conf *c;
 
     snprintf(e1, sizeof(e1), "SECRETPROXY_REDIS_URL=%s", url);
     snprintf(e2, sizeof(e2), "SECRETPROXY_REDIS_COMMAND_TIMEOUT=%s", timeout);
     snprintf(e3, sizeof(e3), "SECRETPROXY_REDIS_RECONNECT_MAX=200ms");
-    c = sp_conf_load(NULL, env, &d);
-    for (size_t i = 0; i < d.count; i++)
-        fprintf(stderr, "%s\n", d.lines[i]);
-    sp_conf_diag_free(&d);
-    return c;
+    return tu_conf(env);
 }
 
 static int wait_ready(struct fx *f, int ms)
