@@ -155,17 +155,11 @@ static void field_str(char *dst, size_t sz, const redisReply *v)
 static void on_group_list(struct redisReply *r, const struct sp_err *err, void *arg)
 {
     struct group_op *o = arg;
-    struct sp_group *groups = NULL;
     struct sp_err e;
+    struct sp_group *groups = sp_store_rows(r, err, sizeof(*groups), &e);
     size_t n = 0;
 
-    if (err) {
-        o->list_cb(NULL, 0, err, o->arg);
-    } else if (r->type != REDIS_REPLY_ARRAY) {
-        sp_store_reply_error(r, &e);
-        o->list_cb(NULL, 0, &e, o->arg);
-    } else if (!(groups = calloc(r->elements + 1, sizeof(*groups)))) {
-        sp_err_set(&e, SP_E_INTERNAL, "out of memory");
+    if (!groups) {
         o->list_cb(NULL, 0, &e, o->arg);
     } else {
         for (size_t i = 0; i < r->elements; i++, n++) {

@@ -326,17 +326,11 @@ static struct sp_script script_key_list = {
 static void on_key_list(struct redisReply *r, const struct sp_err *err, void *arg)
 {
     struct key_op *o = arg;
-    struct sp_key *keys = NULL;
     struct sp_err e;
+    struct sp_key *keys = sp_store_rows(r, err, sizeof(*keys), &e);
     size_t n = 0;
 
-    if (err) {
-        o->keys_cb(NULL, 0, err, o->arg);
-    } else if (r->type != REDIS_REPLY_ARRAY) {
-        sp_store_reply_error(r, &e);
-        o->keys_cb(NULL, 0, &e, o->arg);
-    } else if (!(keys = calloc(r->elements + 1, sizeof(*keys)))) {
-        sp_err_set(&e, SP_E_INTERNAL, "out of memory");
+    if (!keys) {
         o->keys_cb(NULL, 0, &e, o->arg);
     } else {
         for (size_t i = 0; i < r->elements; i++)

@@ -112,6 +112,25 @@ int sp_store_reply_error(const struct redisReply *r, struct sp_err *err)
     return sp_err_set(err, SP_E_INTERNAL, "store: unexpected reply");
 }
 
+void *sp_store_rows(const struct redisReply *r, const struct sp_err *err, size_t size,
+                    struct sp_err *e)
+{
+    void *rows;
+
+    if (err) {
+        *e = *err;
+        return NULL;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        sp_store_reply_error(r, e);
+        return NULL;
+    }
+    rows = calloc(r->elements + 1, size);
+    if (!rows)
+        sp_err_set(e, SP_E_INTERNAL, "out of memory");
+    return rows;
+}
+
 /* ---- list fields as JSON arrays in the hash ---- */
 
 static int strlist_from_json(const char *s, size_t n, struct sp_strlist *l)
@@ -692,15 +711,13 @@ static void on_list_reply(struct redisReply *r, const struct sp_err *err, void *
         o->list_cb(NULL, 0, NULL, err, o->arg);
         goto done;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         sp_store_reply_error(r, &e);
         o->list_cb(NULL, 0, NULL, &e, o->arg);
         goto done;
     }
-    items = calloc(r->element[0]->elements + 1, sizeof(*items));
+    items = sp_store_rows(r->element[0], NULL, sizeof(*items), &e);
     if (!items) {
-        sp_err_set(&e, SP_E_INTERNAL, "out of memory");
         o->list_cb(NULL, 0, NULL, &e, o->arg);
         goto done;
     }

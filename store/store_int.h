@@ -80,6 +80,11 @@ SP_MUSTCHECK struct sp_secret *sp_store_decrypt(struct sp_store *s,
 /* Map an error reply to sp_err (secret_exists etc. are sent by our scripts
  * as "SPERR <code> <message>"). Returns -1 always. */
 int sp_store_reply_error(const struct redisReply *r, struct sp_err *err);
+/* The rows of a list reply r (an array): a zeroed array of r->elements + 1
+ * items of size bytes each, or NULL with e set to err (the command failed),
+ * the reply's error (it is not an array) or out of memory. Free with free. */
+void *sp_store_rows(const struct redisReply *r, const struct sp_err *err, size_t size,
+                    struct sp_err *e);
 void sp_strlist_clear(struct sp_strlist *l);
 /* Fill k (and, if hash is not NULL, the stored token hash) from an API
  * key's HGETALL-style reply. */
