@@ -137,6 +137,9 @@ void sp_hex_encode(char *out, const void *in, size_t n);
 /* True when s[0..n) matches [A-Za-z0-9_-]{1,128}: secret names, keys of
  * references, workspace/group/user/function ids. */
 int sp_valid_name(const char *s, size_t n);
+/* Is s[0..n) the NUL-terminated lit, ASCII case ignored (header names,
+ * tokens)? */
+int sp_eq_ci(const char *s, size_t n, const char *lit);
 
 /* ---- time and randomness ---- */
 

@@ -5,6 +5,7 @@
 #include <mbedtls/platform_util.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -125,6 +126,11 @@ void sp_hex_encode(char *out, const void *in, size_t n)
         out[2 * i + 1] = hx[s[i] & 15];
     }
     out[2 * n] = '\0';
+}
+
+int sp_eq_ci(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
 }
 
 int sp_valid_name(const char *s, size_t n)

@@ -62,21 +62,21 @@ static size_t digest_for(const char *name, size_t len, const unsigned char *b, s
     const char *alg;
     size_t al;
 
-    if (len == 11 && strncasecmp(name, "Content-MD5", 11) == 0)
+    if (sp_eq_ci(name, len, "Content-MD5"))
         return mbedtls_md5_ret(b, n, out) == 0 ? 16 : 0;
     if (len <= sizeof(amz) - 1 || strncasecmp(name, amz, sizeof(amz) - 1) != 0)
         return 0;
     alg = name + sizeof(amz) - 1;
     al = len - (sizeof(amz) - 1);
-    if (al == 5 && strncasecmp(alg, "crc32", 5) == 0)
+    if (sp_eq_ci(alg, al, "crc32"))
         return be_bytes(crc(&crc32_t, 0xEDB88320u, 0xFFFFFFFFu, b, n), 4, out);
-    if (al == 6 && strncasecmp(alg, "crc32c", 6) == 0)
+    if (sp_eq_ci(alg, al, "crc32c"))
         return be_bytes(crc(&crc32c_t, 0x82F63B78u, 0xFFFFFFFFu, b, n), 4, out);
-    if (al == 9 && strncasecmp(alg, "crc64nvme", 9) == 0)
+    if (sp_eq_ci(alg, al, "crc64nvme"))
         return be_bytes(crc(&crc64_t, 0x9A6C9329AC4BC9B5ull, ~0ull, b, n), 8, out);
-    if (al == 4 && strncasecmp(alg, "sha1", 4) == 0)
+    if (sp_eq_ci(alg, al, "sha1"))
         return mbedtls_sha1_ret(b, n, out) == 0 ? 20 : 0;
-    if (al == 6 && strncasecmp(alg, "sha256", 6) == 0)
+    if (sp_eq_ci(alg, al, "sha256"))
         return mbedtls_sha256_ret(b, n, out, 0) == 0 ? 32 : 0;
     return 0;
 }

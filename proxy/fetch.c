@@ -507,8 +507,7 @@ static void on_resolved(struct sp_resolution *res, const struct sp_err *err, voi
     hs[n++] = (struct sp_upstream_header){"Host", 4, host.data, host.len};
     for (size_t i = 0; i < f->nheaders; i++) {
         const struct sp_buf *v = sp_resolution_header(f->res, i);
-        if (f->auth_kind && f->headers[i].name_len == 13 &&
-            strncasecmp(f->headers[i].name, "Authorization", 13) == 0)
+        if (f->auth_kind && sp_eq_ci(f->headers[i].name, f->headers[i].name_len, "Authorization"))
             continue; /* auth wins over a header of the same name */
         hs[n++] = (struct sp_upstream_header){f->headers[i].name, f->headers[i].name_len,
                                               v ? v->data : f->headers[i].value,
@@ -590,8 +589,7 @@ void sp_fetch_request(struct sp_worker *w, struct sp_h1_req *req)
         return;
     }
     for (size_t i = 0; i < f->nheaders; i++)
-        if (f->headers[i].name_len == 12 &&
-            strncasecmp(f->headers[i].name, "Content-Type", 12) == 0)
+        if (sp_eq_ci(f->headers[i].name, f->headers[i].name_len, "Content-Type"))
             ct = f->headers[i].value;
     memset(&q, 0, sizeof(q));
     q.host = f->target.host;

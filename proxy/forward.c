@@ -115,8 +115,8 @@ static int64_t head_length(const struct sp_upstream_head *hd)
     for (size_t i = 0; i < hd->n_headers; i++) {
         const struct sp_upstream_header *h = &hd->headers[i];
         int64_t v = 0;
-        if (h->name_len != 14 || strncasecmp(h->name, "Content-Length", 14) != 0 ||
-            h->value_len == 0 || h->value_len > 18)
+        if (!sp_eq_ci(h->name, h->name_len, "Content-Length") || h->value_len == 0 ||
+            h->value_len > 18)
             continue;
         for (size_t k = 0; k < h->value_len && v >= 0; k++)
             v = h->value[k] >= '0' && h->value[k] <= '9' ? v * 10 + (h->value[k] - '0') : -1;
@@ -419,8 +419,7 @@ static void start_upstream(struct fwd *f)
     for (size_t i = 0; i < f->nheaders; i++) {
         const struct sp_buf *v = sp_resolution_header(f->res, i);
         /* Echo redaction needs a plain body: ask for no content coding. */
-        if (redact && f->headers[i].name_len == 15 &&
-            strncasecmp(f->headers[i].name, "Accept-Encoding", 15) == 0)
+        if (redact && sp_eq_ci(f->headers[i].name, f->headers[i].name_len, "Accept-Encoding"))
             continue;
         hs[n++] = (struct sp_upstream_header){f->headers[i].name, f->headers[i].name_len,
                                               v ? v->data : f->headers[i].value,

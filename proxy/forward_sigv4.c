@@ -21,11 +21,6 @@ static const char *const presign_param[] = {
     "X-Amz-Algorithm",     "X-Amz-Credential", "X-Amz-Date",          "X-Amz-Expires",
     "X-Amz-SignedHeaders", "X-Amz-Signature",  "X-Amz-Security-Token"};
 
-static int name_eq(const char *a, size_t n, const char *b)
-{
-    return strlen(b) == n && strncasecmp(a, b, n) == 0;
-}
-
 static const char *trim(const char *v, size_t *n)
 {
     while (*n && (v[0] == ' ' || v[0] == '\t'))
@@ -73,7 +68,7 @@ static int detect_header(struct sp_fwd_sigv4 *a, struct sp_rheader *h, size_t n,
     for (size_t i = 0; i < n; i++) {
         size_t vl = h[i].value_len;
         const char *v = trim(h[i].value, &vl);
-        if (!name_eq(h[i].name, h[i].name_len, "Authorization") || vl < 17 ||
+        if (!sp_eq_ci(h[i].name, h[i].name_len, "Authorization") || vl < 17 ||
             memcmp(v, SP_SIGV4_ALGORITHM " ", 17) != 0 || !sp_text_has_ref(v, vl, 0))
             continue;
         if (found != SIZE_MAX)
@@ -91,7 +86,7 @@ static int detect_header(struct sp_fwd_sigv4 *a, struct sp_rheader *h, size_t n,
     for (size_t i = 0; i < n; i++) {
         size_t vl = h[i].value_len;
         const char *v = trim(h[i].value, &vl);
-        if (!name_eq(h[i].name, h[i].name_len, "X-Amz-Date"))
+        if (!sp_eq_ci(h[i].name, h[i].name_len, "X-Amz-Date"))
             continue;
         if (vl != SP_SIGV4_AMZ_DATE_LEN || a->amz_date[0])
             return sp_err_set(err, SP_E_BAD_REQUEST, "Malformed or repeated X-Amz-Date header");
@@ -147,7 +142,7 @@ static int streaming_mode(const struct sp_rheader *h, size_t n, struct sp_err *e
         size_t vl = h[i].value_len;
         const char *v = trim(h[i].value, &vl);
         enum sp_sigv4_chunked_mode m;
-        if (!name_eq(h[i].name, h[i].name_len, "X-Amz-Content-Sha256"))
+        if (!sp_eq_ci(h[i].name, h[i].name_len, "X-Amz-Content-Sha256"))
             continue;
         if (sp_sigv4_chunked_mode_for(v, vl, &m) == 0)
             return (int)m;
@@ -229,7 +224,7 @@ static const struct sp_upstream_header *find(const struct sp_upstream_header *hs
                                              const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (name_eq(hs[i].name, hs[i].name_len, name))
+        if (sp_eq_ci(hs[i].name, hs[i].name_len, name))
             return &hs[i];
     return NULL;
 }
@@ -272,12 +267,12 @@ static int signed_list(const struct sp_fwd_sigv4 *a, const struct sp_fwd_sigv4_r
         size_t end = semi ? (size_t)(semi - s) : n;
         char name[128];
         snprintf(name, sizeof(name), "%.*s", (int)(end - i < 127 ? end - i : 127), s + i);
-        if (name_eq(name, strlen(name), "content-length")) {
+        if (sp_eq_ci(name, strlen(name), "content-length")) {
             *sign_length = q->body_framed;
             if (q->body_framed && list_add(l, name, strlen(name), err) < 0)
                 return -1;
-        } else if ((find(q->hs, q->n_hs, name) || name_eq(name, strlen(name), "x-amz-date") ||
-                    name_eq(name, strlen(name), "x-amz-security-token")) &&
+        } else if ((find(q->hs, q->n_hs, name) || sp_eq_ci(name, strlen(name), "x-amz-date") ||
+                    sp_eq_ci(name, strlen(name), "x-amz-security-token")) &&
                    list_add(l, s + i, end - i, err) < 0) {
             return -1;
         }

@@ -264,8 +264,6 @@ void h1_head_reason(struct h1_head *hd, const char *reason);
 struct sp_http_error;
 void h1_error_head(struct h1_head *hd, struct sp_h1_header *f, const struct sp_http_error *e);
 
-/* Case-insensitive equality of s[0..n) and the NUL-terminated lit. */
-int h1_eq_ci(const char *s, size_t n, const char *lit);
 /* A token character (RFC 9110 tchar). */
 int h1_is_tchar(unsigned char c);
 

@@ -166,8 +166,8 @@ void h1_schedule_flush(struct h1_conn *c)
 /* The fields the module writes itself. */
 static int framing_field(const char *name, size_t n)
 {
-    return h1_eq_ci(name, n, "content-length") || h1_eq_ci(name, n, "transfer-encoding") ||
-           h1_eq_ci(name, n, "connection") || h1_eq_ci(name, n, "keep-alive");
+    return sp_eq_ci(name, n, "content-length") || sp_eq_ci(name, n, "transfer-encoding") ||
+           sp_eq_ci(name, n, "connection") || sp_eq_ci(name, n, "keep-alive");
 }
 
 int h1_fields_ok(const struct sp_h1_header *h, size_t n)

@@ -39,11 +39,6 @@ int h1_is_tchar(unsigned char c)
     }
 }
 
-int h1_eq_ci(const char *s, size_t n, const char *lit)
-{
-    return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
-}
-
 /* ---- the end of a head ---- */
 
 void h1_scan_init(struct h1_scan *s, size_t at)
@@ -217,9 +212,9 @@ static void connection_tokens(const char *v, size_t n, int *close, int *keepaliv
         e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (h1_eq_ci(v + s, e - s, "close"))
+        if (sp_eq_ci(v + s, e - s, "close"))
             *close = 1;
-        else if (h1_eq_ci(v + s, e - s, "keep-alive"))
+        else if (sp_eq_ci(v + s, e - s, "keep-alive"))
             *keepalive = 1;
     }
 }
@@ -259,19 +254,19 @@ static int check_fields(const struct sp_h1_header *h, size_t n, size_t max_body,
     for (size_t i = 0; i < n; i++) {
         const char *v = h[i].value;
         size_t vn = h[i].value_len;
-        if (h1_eq_ci(h[i].name, h[i].name_len, "host")) {
+        if (sp_eq_ci(h[i].name, h[i].name_len, "host")) {
             hosts++;
-        } else if (h1_eq_ci(h[i].name, h[i].name_len, "content-length")) {
+        } else if (sp_eq_ci(h[i].name, h[i].name_len, "content-length")) {
             if (parse_content_length(v, vn, info, err) < 0)
                 return -1;
-        } else if (h1_eq_ci(h[i].name, h[i].name_len, "transfer-encoding")) {
+        } else if (sp_eq_ci(h[i].name, h[i].name_len, "transfer-encoding")) {
             te++;
-            te_chunked = te_chunked && h1_eq_ci(v, vn, "chunked");
-        } else if (h1_eq_ci(h[i].name, h[i].name_len, "connection")) {
+            te_chunked = te_chunked && sp_eq_ci(v, vn, "chunked");
+        } else if (sp_eq_ci(h[i].name, h[i].name_len, "connection")) {
             connection_tokens(v, vn, &close, &keepalive);
-        } else if (h1_eq_ci(h[i].name, h[i].name_len, "expect") && info->version == 11) {
+        } else if (sp_eq_ci(h[i].name, h[i].name_len, "expect") && info->version == 11) {
             /* HTTP/1.0 expectations are ignored (RFC 9110 §10.1.1). */
-            if (h1_eq_ci(v, vn, "100-continue"))
+            if (sp_eq_ci(v, vn, "100-continue"))
                 info->expect_continue = 1;
             else
                 info->expect_other = 1;

@@ -14,11 +14,6 @@
 
 #include "resolver.h"
 
-static int token_eq(const char *a, size_t n, const char *b)
-{
-    return strlen(b) == n && strncasecmp(a, b, n) == 0;
-}
-
 int sp_target_parse(const char *uri, struct sp_target *t, struct sp_err *err)
 {
     const char *p, *auth, *auth_end, *path;
@@ -96,7 +91,7 @@ int sp_target_hop_header(const char *name, size_t n)
                                       "Host",       "Content-Length",    "Proxy-Connection"};
 
     for (size_t i = 0; i < SP_ARRAY_LEN(hop); i++)
-        if (token_eq(name, n, hop[i]))
+        if (sp_eq_ci(name, n, hop[i]))
             return 1;
     return (n >= 6 && strncasecmp(name, "Proxy-", 6) == 0) ||
            (n >= 12 && strncasecmp(name, "Secretproxy-", 12) == 0);

@@ -43,8 +43,7 @@ static int is_field_value(const char *s, size_t n)
 
 static int name_is(const struct sp_upstream_header *h, const char *name)
 {
-    size_t n = strlen(name);
-    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+    return sp_eq_ci(h->name, h->name_len, name);
 }
 
 /*
