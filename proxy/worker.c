@@ -19,23 +19,32 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* A refusal of the listener's own (h1's, or the worker's below): counted
+ * like every other refusal and logged without bytes of the request. */
+static void count_refusal(struct sp_worker *w, int status, const struct sp_err *err,
+                          const char *rid, const char *what)
+{
+    struct sp_log_ctx ctx = {rid, NULL, NULL};
+
+    sp_metrics_request(w->metric_route, status, 0);
+    sp_metrics_denial(err->code);
+    if (w->conf->log_access.i)
+        sp_log(SP_LOG_INFO, &ctx, "proxy listener refused %s: %d %s: %s", what, status,
+               sp_err_wire(err->code), err->msg);
+}
+
 /* A request the worker answers itself (CONNECT, an origin-form path,
- * draining): counted and logged like every other refusal. */
+ * draining). */
 static void refuse(struct sp_worker *w, struct sp_h1_req *req, enum sp_err_code code,
                    const char *msg)
 {
     char rid[SP_REQUEST_ID_LEN + 1];
-    struct sp_log_ctx ctx = {rid, NULL, NULL};
     struct sp_err e;
 
     sp_http_request_id(rid);
     sp_err_set(&e, code, "%s", msg);
-    sp_metrics_request(w->metric_route, sp_err_http_status(code), 0);
-    sp_metrics_denial(code);
-    if (w->conf->log_access.i)
-        sp_log(SP_LOG_INFO, &ctx, "proxy listener refused %s: %d %s",
-               sp_h1_req_method_is(req, "CONNECT") ? "CONNECT" : "a request",
-               sp_err_http_status(code), sp_err_wire(code));
+    count_refusal(w, sp_err_http_status(code), &e, rid,
+                  sp_h1_req_method_is(req, "CONNECT") ? "CONNECT" : "a request");
     sp_h1_reply_error(req, rid, &e, NULL, 0);
 }
 
@@ -72,14 +81,7 @@ static void on_request(struct sp_h1_req *req, void *arg)
  * the request. */
 static void on_reject(void *arg, const struct sp_h1_rejection *r)
 {
-    struct sp_worker *w = arg;
-    struct sp_log_ctx ctx = {r->request_id, NULL, NULL};
-
-    sp_metrics_request(w->metric_route, r->status, 0);
-    sp_metrics_denial(r->err->code);
-    if (w->conf->log_access.i)
-        sp_log(SP_LOG_INFO, &ctx, "proxy listener refused a request: %d %s: %s", r->status,
-               sp_err_wire(r->err->code), r->err->msg);
+    count_refusal(arg, r->status, r->err, r->request_id, "a request");
 }
 
 /* What the proxy listener accepts, from the configuration. */
