@@ -62,7 +62,6 @@ import os
 import re
 import signal
 import shutil
-import socket
 import ssl
 import sys
 import tempfile
@@ -722,22 +721,7 @@ class Server:
                 pass
 
     def listen(self, ctx):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        s.listen(256)
-
-        def loop():
-            while True:
-                try:
-                    conn, _ = s.accept()
-                except OSError:
-                    return
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                threading.Thread(target=self.serve_conn, args=(conn, ctx), daemon=True).start()
-
-        threading.Thread(target=loop, daemon=True).start()
-        return s.getsockname()[1]
+        return hs.listener(ctx, self.serve_conn)
 
 
 def main():

@@ -332,7 +332,10 @@ def serve_conn(sock, ctx):
             pass
 
 
-def listener(ctx):
+def listener(ctx, serve=None):
+    """Listen on a free loopback port (TLS with ctx) and hand each accepted
+    connection to serve(conn, ctx) on its own thread; returns the port."""
+    serve = serve or serve_conn
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
@@ -345,7 +348,7 @@ def listener(ctx):
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=serve_conn, args=(conn, ctx), daemon=True).start()
+            threading.Thread(target=serve, args=(conn, ctx), daemon=True).start()
 
     threading.Thread(target=loop, daemon=True).start()
     return s.getsockname()[1]
